@@ -1,0 +1,75 @@
+"""The few fixes this stack (torch 2.14, numpy 2, mmcv-full 1.7, mmdet 2.28) needs, applied once at import.
+
+Each fix is the narrowest one that works, and each is exercised by ``tests/test_compat.py``:
+
+* **numpy 2 aliases.** numpy 2 removed ``np.int``/``np.float``/``np.bool``/``np.object``; mmdet 2.28 still calls
+  ``labels.astype(np.int)`` (``CustomDataset.get_cat_ids``, used by ``ClassBalancedDataset``) and
+  ``dtype=np.int`` (``IoUBalancedNegSampler``, Libra R-CNN), and mmcv's ``pixel_group`` uses ``np.float``.
+  The aliases are restored to the builtins they always meant, only when missing.
+* **torch.load ``weights_only=True``.** Since torch 2.6 ``torch.load`` refuses any pickled global that is not
+  allow-listed. Determined stores numpy RNG state in its checkpoints, and mmdet checkpoints can hold numpy
+  scalars/arrays in ``meta``. Instead of turning the safe loader off, the numpy array/dtype/scalar
+  reconstructors are allow-listed, so Determined's resume and mmcv's ``load_checkpoint`` keep loading with
+  ``weights_only=True``. Nothing executable is allowed: object arrays still need globals that stay refused.
+* **mmcv's v2.0 banner.** ``import mmcv`` warns about a release that happened years ago on every process
+  (and every data-loader worker); it is silenced by message, nothing else is.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+_NUMPY_ALIASES = {"int": int, "float": float, "bool": bool, "object": object, "str": str, "long": int}
+
+
+def restore_numpy_aliases() -> list[str]:
+    """Re-create numpy's removed builtin aliases that mmdet 2.28 / mmcv 1.7 still use. Returns what was added."""
+    added = []
+    for name, value in _NUMPY_ALIASES.items():
+        if name not in np.__dict__:
+            setattr(np, name, value)
+            added.append(name)
+    return added
+
+
+def numpy_safe_globals() -> list:
+    """The numpy reconstructors a plain-data pickle of arrays, dtypes and scalars needs."""
+    try:
+        from numpy._core import multiarray  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray
+    found = [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        found += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType") and n != "StringDType"]
+    return found
+
+
+def allow_numpy_in_weights_only_load() -> None:
+    """Allow-list numpy plain data for ``torch.load(weights_only=True)`` (torch >= 2.4)."""
+    import torch.serialization
+
+    add = getattr(torch.serialization, "add_safe_globals", None)
+    if add is not None:
+        add(numpy_safe_globals())
+
+
+def silence_mmcv_banner() -> None:
+    """Drop mmcv 1.x's "MMCV will release v2.0.0" import-time warning."""
+    warnings.filterwarnings("ignore", message="On January 1, 2023, MMCV will release v2.0.0")
+
+
+_applied = False
+
+
+def apply() -> None:
+    """Apply every fix once (idempotent). Called by ``import model_hub_mmdet``, before mmcv is imported."""
+    global _applied
+    if _applied:
+        return
+    restore_numpy_aliases()
+    silence_mmcv_banner()
+    allow_numpy_in_weights_only_load()
+    _applied = True

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Installs the whole model_hub_mmdet stack into ./.venv (idempotent; safe to re-run).
+#
+#   bash scripts/install.sh            # runtime + test tools
+#   VENV=/some/where bash scripts/install.sh
+#
+# The only slow step is mmcv-full 1.7.2, which has no wheel on PyPI: it is built from its sdist
+# (patched for torch 2.14's C++20 headers) once, and the wheel is cached under
+# $MODEL_HUB_MMDET_WHEEL_CACHE keyed by python, torch version and CPU/CUDA ops, so later installs take seconds.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3.11}"
+TORCH_VERSION="2.14.1"
+TORCHVISION_VERSION="0.29.1"
+MMCV_VERSION="1.7.2"
+WHEEL_CACHE="${MODEL_HUB_MMDET_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/model_hub_mmdet/wheels}"
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf '\ninstall.sh: error: %s\n' "$*" >&2; exit 1; }
+trap 'die "step failed at line $LINENO (see the output above)"' ERR
+
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found; set PYTHON=/path/to/python3.11"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  step "creating virtualenv $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check)
+export PIP_NO_INPUT=1
+
+step "torch $TORCH_VERSION, torchvision $TORCHVISION_VERSION and build tools"
+"${PIP[@]}" install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" \
+  wheel ninja "numpy>=2" "opencv-python-headless>=4.8" "yapf==0.40.1"
+# mmcv-full's setup.py imports pkg_resources (gone in setuptools>=70); torch's metadata asks for >=77 but
+# does not need it at run time, so this is installed on its own (pip only notes the mismatch).
+"${PIP[@]}" install -q "setuptools<70"
+
+# CUDA ops only where they can run: nvcc on PATH and a visible GPU (FORCE_CUDA=1/0 overrides).
+if [ -z "${FORCE_CUDA:-}" ]; then
+  if command -v nvcc >/dev/null && "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    FORCE_CUDA=1
+  else
+    FORCE_CUDA=0
+  fi
+fi
+OPS=cpu; [ "$FORCE_CUDA" = 1 ] && OPS="cuda$("$PY" -c 'import torch; print(torch.version.cuda)')"
+TORCH_TAG="$("$PY" -c 'import torch; print(torch.__version__.replace("+", "_"))')"
+PY_TAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
+CACHE_DIR="$WHEEL_CACHE/mmcv_full-$MMCV_VERSION/$PY_TAG-torch$TORCH_TAG-$OPS"
+
+installed_mmcv_key="$("$PY" - <<'EOF' 2>/dev/null || true
+import importlib.metadata as md, pathlib
+try:
+    dist = md.distribution("mmcv-full")
+except md.PackageNotFoundError:
+    raise SystemExit
+marker = pathlib.Path(dist.locate_file("mmcv/.model_hub_mmdet_build_key"))
+print(marker.read_text().strip() if marker.exists() else "")
+EOF
+)"
+
+if [ "$installed_mmcv_key" = "$CACHE_DIR" ]; then
+  step "mmcv-full $MMCV_VERSION already installed for this torch ($OPS)"
+else
+  wheel="$(ls "$CACHE_DIR"/mmcv_full-*.whl 2>/dev/null | head -n1 || true)"
+  if [ -z "$wheel" ]; then
+    step "building mmcv-full $MMCV_VERSION from its sdist ($OPS ops; about 9 minutes on 2 cores)"
+    work="$(mktemp -d)"
+    # --no-build-isolation: pip reads the sdist's metadata by running its setup.py, which needs torch.
+    "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary :all: "mmcv-full==$MMCV_VERSION" -d "$work"
+    tar -xzf "$work"/mmcv-full-"$MMCV_VERSION".tar.gz -C "$work"
+    src="$work/mmcv-full-$MMCV_VERSION"
+    # torch >= 2.13 headers require C++20; mmcv 1.7.2 hard-codes -std=c++14/17.
+    sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$src/setup.py"
+    grep -q 'std=c++20' "$src/setup.py" || die "could not patch mmcv-full setup.py for C++20"
+    (
+      cd "$src"
+      MMCV_WITH_OPS=1 FORCE_CUDA="$FORCE_CUDA" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+        "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$work/dist" .
+    )
+    mkdir -p "$CACHE_DIR"
+    built="$(ls "$work"/dist/mmcv_full-*.whl | head -n1)"
+    # Atomic publish: a concurrent install never sees a half-copied wheel.
+    cp "$built" "$CACHE_DIR/.tmp.$$" && mv "$CACHE_DIR/.tmp.$$" "$CACHE_DIR/$(basename "$built")"
+    wheel="$CACHE_DIR/$(basename "$built")"
+    rm -rf "$work"
+  else
+    step "using cached mmcv-full wheel $wheel"
+  fi
+  "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel"
+  "${PIP[@]}" install -q addict packaging Pillow pyyaml
+  "$PY" - "$CACHE_DIR" <<'EOF'
+import pathlib, sys, mmcv
+pathlib.Path(mmcv.__file__).with_name(".model_hub_mmdet_build_key").write_text(sys.argv[1])
+EOF
+fi
+
+step "model_hub_mmdet with mmdet, determined, cloud SDKs and test tools"
+"${PIP[@]}" install -q -e "$ROOT[test]"
+
+step "checking the stack imports"
+"$PY" - <<'EOF'
+import model_hub_mmdet  # noqa: F401  (applies compat fixes, registers backends)
+import torch, mmcv, mmdet, determined
+from mmcv.ops import nms  # noqa: F401  (compiled ops are present)
+print(f"torch {torch.__version__}  mmcv-full {mmcv.__version__}  mmdet {mmdet.__version__}  determined {determined.__version__}")
+EOF
+step "done: activate with 'source $VENV/bin/activate'"
