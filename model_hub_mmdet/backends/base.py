@@ -1,0 +1,299 @@
+"""What the S3 and GCS backends share: path resolution, the per-process client, caching and retries.
+
+**Paths.** mmcv hands ``get(filepath)`` whatever the dataset joined (``img_prefix + filename``):
+
+* a URI ``s3://bucket/key`` / ``gs://bucket/key`` names the object fully: ``bucket_name`` and ``prefix`` are not
+  applied (so ``data_root: s3://bucket/coco/`` works with just ``backend: s3``);
+* any other path is a key in ``bucket_name``, placed under ``prefix``: with ``prefix: datasets/v2`` the path
+  ``data/coco/train2017/x.jpg`` reads ``datasets/v2/data/coco/train2017/x.jpg``. Leading ``/`` and ``./`` and doubled
+  slashes are dropped, so a config's local-looking ``data_root`` maps straight onto keys.
+
+**Clients.** One SDK client per process, created on first use and re-created when the process id changes, so each
+data-loader worker opens its own connection pool after ``fork`` and then reuses it for every sample. Pickling a
+backend drops the client (spawned workers create their own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import posixpath
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+from mmcv.fileio.file_client import BaseStorageBackend
+
+from model_hub_mmdet.backends.cache import ObjectCache, default_cache_dir, entry_name, parse_size
+from model_hub_mmdet.backends.retry import RetryPolicy
+from model_hub_mmdet.errors import ConfigError, DataError
+
+DEFAULT_CACHE_SIZE = "50GB"
+
+
+class ObjectStoreBackend(BaseStorageBackend):
+    """An mmcv storage backend over an object store, with a local read-through cache and retries.
+
+    Subclasses set ``scheme``/``schemes`` and implement the ``_new_client``, ``_download``, ``_download_to``,
+    ``_upload``, ``_exists`` and ``_classify`` hooks.
+
+    Args (all from ``data.file_client_args``, besides ``backend``):
+        bucket_name: bucket for paths that are not full URIs.
+        prefix: key prefix for paths that are not full URIs.
+        cache: keep fetched objects in the local cache (default true).
+        cache_dir: cache directory (default ``$MODEL_HUB_MMDET_CACHE_DIR`` or ``~/.cache/model_hub_mmdet/storage``);
+            share it between the processes of a machine, on local disk.
+        cache_size: cap for cached objects, e.g. ``50GB`` (least recently used objects are evicted).
+        retries: attempts per request, the first included (default 6).
+        retry_backoff / retry_max_backoff: base and cap in seconds of the jittered exponential backoff.
+        prefetch: images to fetch ahead of the data loader (0 = off); read by the data loader, see
+            :mod:`model_hub_mmdet.backends.prefetch`.
+        prefetch_threads: concurrent requests of the prefetcher.
+    """
+
+    scheme: ClassVar[str] = ""
+    schemes: ClassVar[tuple[str, ...]] = ()
+    _allow_symlink = False
+
+    def __init__(
+        self,
+        bucket_name: str | None = None,
+        prefix: str = "",
+        cache: bool = True,
+        cache_dir: str | None = None,
+        cache_size: int | str = DEFAULT_CACHE_SIZE,
+        retries: int = 6,
+        retry_backoff: float = 0.1,
+        retry_max_backoff: float = 10.0,
+        prefetch: int = 0,
+        prefetch_threads: int = 8,
+    ) -> None:
+        if bucket_name is not None and (not isinstance(bucket_name, str) or not bucket_name or "/" in bucket_name):
+            raise ConfigError(
+                f"file_client_args.bucket_name must be a bare bucket name such as my-data (no scheme or '/'),"
+                f" got {bucket_name!r}"
+            )
+        if not isinstance(retries, int) or retries < 1:
+            raise ConfigError(f"file_client_args.retries must be an integer >= 1, got {retries!r}")
+        self.bucket_name = bucket_name
+        self.prefix = _clean_key(str(prefix or ""))
+        self.retry = RetryPolicy(attempts=retries, base=float(retry_backoff), cap=float(retry_max_backoff))
+        self.prefetch = int(prefetch)
+        self.prefetch_threads = int(prefetch_threads)
+        self._cache_args = (cache, cache_dir, cache_size)
+        self.cache = self._make_cache(cache, cache_dir, cache_size)
+        self._reset_process_state()
+
+    # ------------------------------------------------------------------------------------- per-process client
+    def _reset_process_state(self) -> None:
+        self._pid = os.getpid()
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """This process's SDK client (created on first use, and again after a fork)."""
+        if self._pid != os.getpid():
+            self._reset_process_state()
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._new_client()
+        return self._client
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_client=None, _client_lock=None, _pid=None)  # the receiving process makes its own
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset_process_state()
+
+    @staticmethod
+    def _make_cache(cache: bool, cache_dir: str | None, cache_size: int | str) -> ObjectCache | None:
+        if not cache:
+            return None
+        max_bytes = parse_size(cache_size)
+        if max_bytes <= 0:
+            return None
+        return ObjectCache(cache_dir or default_cache_dir(), max_bytes)
+
+    # ----------------------------------------------------------------------------------------------- paths
+    def resolve(self, filepath: str | os.PathLike) -> tuple[str, str]:
+        """The ``(bucket, key)`` that ``filepath`` names (see the module docstring)."""
+        path = str(filepath)
+        scheme, sep, rest = path.partition("://")
+        if sep:
+            if scheme not in self.schemes:
+                raise DataError(
+                    f"{path}: the {self.scheme} backend reads {self.scheme}:// URIs; set file_client_args.backend"
+                    f" to match the data_root's scheme"
+                )
+            bucket, _, key = rest.partition("/")
+            key = _clean_key(key)
+            if not bucket or not key:
+                raise DataError(f"{path}: expected {self.scheme}://BUCKET/KEY")
+            return bucket, key
+        if not self.bucket_name:
+            raise ConfigError(
+                f"{path} is not a {self.scheme}:// URI, so file_client_args.bucket_name is required; set it, or make"
+                f" data_root a URI such as {self.scheme}://my-bucket/coco/"
+            )
+        key = _clean_key(posixpath.join(self.prefix, _clean_key(path)) if self.prefix else path)
+        if not key:
+            raise DataError(f"{path}: resolves to an empty key in bucket {self.bucket_name}")
+        return self.bucket_name, key
+
+    def uri(self, bucket: str, key: str) -> str:
+        """The canonical URI of an object (used in messages)."""
+        return f"{self.scheme}://{bucket}/{key}"
+
+    def join_path(self, filepath: str | os.PathLike, *filepaths: str | os.PathLike) -> str:
+        """Join with ``/`` and keep a URI's ``scheme://``."""
+        return posixpath.join(str(filepath), *map(str, filepaths))
+
+    def _endpoint(self) -> str:
+        """Identifies the service in cache entry names, so two endpoints' same-named buckets never mix."""
+        return ""
+
+    def _entry(self, bucket: str, key: str) -> str:
+        return entry_name(f"{self.scheme}|{self._endpoint()}|{bucket}|{key}")
+
+    # ------------------------------------------------------------------------------------------------- reads
+    def get(self, filepath: str | os.PathLike) -> bytes:
+        """The object's bytes: from the local cache when present and intact, else fetched (and cached)."""
+        bucket, key = self.resolve(filepath)
+        if self.cache is None:
+            return self._fetch(bucket, key)
+        name = self._entry(bucket, key)
+        data = self.cache.read(name)
+        if data is None:
+            data = self._fetch(bucket, key)
+            self.cache.write(name, data)
+        return data
+
+    def get_text(self, filepath: str | os.PathLike, encoding: str = "utf-8") -> str:
+        """The object decoded as text."""
+        return self.get(filepath).decode(encoding)
+
+    def warm(self, filepath: str | os.PathLike) -> bool:
+        """Fetch the object into the cache unless it is there already; True if it was fetched. Used by the
+        prefetcher (without a cache there is nothing to warm)."""
+        if self.cache is None:
+            return False
+        bucket, key = self.resolve(filepath)
+        name = self._entry(bucket, key)
+        if self.cache.contains(name):
+            return False
+        self.cache.write(name, self._fetch(bucket, key))
+        return True
+
+    @contextlib.contextmanager
+    def get_local_path(self, filepath: str | os.PathLike) -> Iterator[str]:
+        """A local copy of the object for code that opens files by name (``ann_file``, proposals).
+
+        With the cache, the file is downloaded once per machine (concurrent processes wait for the first) and kept
+        in ``cache_dir/files``; without it, a temporary file is used and deleted on exit.
+        """
+        bucket, key = self.resolve(filepath)
+        basename = posixpath.basename(key)
+        if self.cache is not None:
+            yield str(self.cache.local_file(self._entry(bucket, key), basename, self._downloader(bucket, key)))
+            return
+        fd, tmp = tempfile.mkstemp(suffix="-" + basename)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                self._downloader(bucket, key)(f)
+            yield tmp
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def exists(self, filepath: str | os.PathLike) -> bool:
+        """Whether the object exists (a missing bucket raises DataError)."""
+        bucket, key = self.resolve(filepath)
+        return self._call(lambda: self._exists(bucket, key), bucket, key)
+
+    isfile = exists
+
+    # ------------------------------------------------------------------------------------------------ writes
+    def put(self, obj: bytes, filepath: str | os.PathLike) -> None:
+        """Upload ``obj`` to the object (used to stage datasets; training only reads)."""
+        bucket, key = self.resolve(filepath)
+        self._call(lambda: self._upload(bucket, key, bytes(obj)), bucket, key)
+
+    def put_text(self, obj: str, filepath: str | os.PathLike, encoding: str = "utf-8") -> None:
+        """Upload text."""
+        self.put(obj.encode(encoding), filepath)
+
+    def upload_dir(self, local_dir: str | os.PathLike, dest: str | os.PathLike) -> int:
+        """Upload every file under ``local_dir`` to ``dest/<relative path>``; returns the number of files."""
+        count = 0
+        for path in sorted(Path(local_dir).rglob("*")):
+            if path.is_file():
+                self.put(path.read_bytes(), self.join_path(str(dest), path.relative_to(local_dir).as_posix()))
+                count += 1
+        return count
+
+    # -------------------------------------------------------------------------------------------- internals
+    def _fetch(self, bucket: str, key: str) -> bytes:
+        return self._call(lambda: self._download(bucket, key), bucket, key)
+
+    def _downloader(self, bucket: str, key: str) -> Callable[[BinaryIO], None]:
+        def download(f: BinaryIO) -> None:
+            def attempt() -> None:
+                f.seek(0)
+                f.truncate()
+                self._download_to(bucket, key, f)
+
+            self._call(attempt, bucket, key)
+
+        return download
+
+    def _call(self, fn: Callable[[], Any], bucket: str, key: str) -> Any:
+        return self.retry.call(fn, lambda err: self._classify(err, bucket, key), self.uri(bucket, key))
+
+    # ---------------------------------------------------------------------------------- hooks for subclasses
+    def _new_client(self) -> Any:
+        raise NotImplementedError
+
+    def _download(self, bucket: str, key: str) -> bytes:
+        raise NotImplementedError
+
+    def _download_to(self, bucket: str, key: str, fileobj: BinaryIO) -> None:
+        fileobj.write(self._download(bucket, key))
+
+    def _upload(self, bucket: str, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _exists(self, bucket: str, key: str) -> bool:
+        raise NotImplementedError
+
+    def _classify(self, err: BaseException, bucket: str, key: str) -> BaseException | str | None:
+        """RETRY for transient failures, a DataError to raise for permanent ones, None for anything else."""
+        raise NotImplementedError
+
+
+def reject_unknown_options(cls: type, kwargs: dict) -> None:
+    """Name an unknown ``file_client_args`` key instead of failing with a bare TypeError deep inside mmcv."""
+    known = {name for klass in (cls, ObjectStoreBackend) for name in inspect.signature(klass.__init__).parameters}
+    known -= {"self", "common"}
+    common = set(inspect.signature(ObjectStoreBackend.__init__).parameters)
+    unknown = sorted(set(kwargs) - common)
+    if unknown:
+        raise ConfigError(
+            f"file_client_args: unknown key(s) {', '.join(unknown)} for the {cls.scheme} backend; known keys:"
+            f" backend, {', '.join(sorted(known))}"
+        )
+
+
+def _clean_key(key: str) -> str:
+    """Drop leading ``/`` and ``./``, ``/./`` segments and doubled slashes (object keys are not normalised by
+    stores, and configs often say ``data/coco//train2017/``)."""
+    parts = [p for p in key.split("/") if p not in ("", ".")]
+    trailing = "/" if key.endswith("/") and parts else ""
+    return "/".join(parts) + trailing

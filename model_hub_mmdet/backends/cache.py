@@ -1,0 +1,273 @@
+"""A local read-through cache for object-store data, shared by every process on the machine.
+
+Layout under ``root``::
+
+    objects/ab/abcdef...     one object read with ``get``: payload + 16-byte trailer (magic, length, crc32)
+    files/abcdef.../name     one file fetched with ``get_local_path`` (annotations), kept as a plain file,
+    files/abcdef.../.ok      ... next to a record of its size and crc32, written after the file is complete
+    size                     the approximate total size of ``objects/``, shared by all processes
+    .lock                    guards ``size`` and eviction
+
+Guarantees:
+
+* **Atomic writes.** Data goes to a temporary file in the same directory and is renamed into place, so readers see
+  a whole entry or none, and concurrent writers of the same entry (two workers, or a worker and the prefetcher)
+  harmlessly race to install identical bytes.
+* **Corruption detection.** Every read checks length and crc32; a truncated or damaged entry (disk full, crash,
+  someone editing the directory) is deleted and reported as a miss, so the caller fetches it again.
+* **LRU eviction under a size cap.** A hit refreshes the entry's mtime (at most once a minute); when the shared
+  total exceeds ``max_bytes`` the oldest entries are deleted down to 90 % of the cap. Processes add what they write
+  to the shared total in batches, so the cap can be overshot by at most ``processes x flush_bytes``.
+* **Once per machine.** :meth:`ObjectCache.local_file` takes a per-entry file lock, so several processes starting
+  at once download an annotation file once and the others wait and reuse it. ``files/`` is not evicted: those
+  entries are few, and may be open by a running job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import struct
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from filelock import FileLock
+
+from model_hub_mmdet.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+_MAGIC = b"MHC1"
+_TRAILER = struct.Struct("<4sQI")  # magic, payload length, crc32 of the payload
+_TOUCH_EVERY = 60.0  # seconds: LRU order at minute resolution is plenty, and saves a metadata write per hit
+_EVICT_TO = 0.9  # evict down to this fraction of the cap, so eviction does not run on every write
+_STALE_TMP = 3600.0  # temporary files older than this were left by a crashed writer
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def default_cache_dir() -> Path:
+    """``$MODEL_HUB_MMDET_CACHE_DIR``, else ``$XDG_CACHE_HOME/model_hub_mmdet/storage`` (``~/.cache/...``)."""
+    env = os.environ.get("MODEL_HUB_MMDET_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "model_hub_mmdet" / "storage"
+
+
+def parse_size(value: int | float | str, key: str = "file_client_args.cache_size") -> int:
+    """Bytes from ``1000000``, ``"500MB"``, ``"20 GB"`` or ``"1.5GiB"`` (K/M/G/T are powers of 1000, Ki/Mi/... of
+    1024)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be a size such as 20GB or a number of bytes, got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ConfigError(f"{key} must not be negative, got {value!r}")
+        return int(value)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]i?)?b?\s*", str(value), re.IGNORECASE)
+    if not match:
+        raise ConfigError(f"{key} must be a size such as 20GB, 500MiB or a number of bytes, got {value!r}")
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+
+
+def entry_name(namespace: str) -> str:
+    """A fixed-length file name for a cache entry (endpoint, bucket and key go into ``namespace``)."""
+    return hashlib.sha256(namespace.encode("utf-8")).hexdigest()[:40]
+
+
+class ObjectCache:
+    """The on-disk cache described in the module docstring. Safe to use from many threads and processes."""
+
+    def __init__(self, root: str | os.PathLike, max_bytes: int, flush_bytes: int | None = None) -> None:
+        self.root = Path(root).expanduser()
+        self.max_bytes = int(max_bytes)
+        # How much a process writes before it reports to the shared total (and maybe evicts).
+        self.flush_bytes = flush_bytes if flush_bytes is not None else max(1, min(64 << 20, self.max_bytes // 50))
+        self._unflushed = 0
+        try:
+            (self.root / "objects").mkdir(parents=True, exist_ok=True)
+            (self.root / "files").mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(
+                f"file_client_args.cache_dir {self.root}: cannot create the cache directory ({err.strerror});"
+                " point cache_dir at a writable local disk"
+            ) from err
+
+    # ----------------------------------------------------------------------------------------------- objects
+    def object_path(self, name: str) -> Path:
+        """Where the object entry ``name`` (from :func:`entry_name`) lives."""
+        return self.root / "objects" / name[:2] / name
+
+    def read(self, name: str) -> bytes | None:
+        """The cached payload of ``name``, or ``None`` if absent or damaged (a damaged entry is deleted)."""
+        path = self.object_path(name)
+        try:
+            with open(path, "rb") as f:
+                blob = f.read()
+                mtime = os.fstat(f.fileno()).st_mtime
+        except FileNotFoundError:
+            return None
+        payload = _unwrap(blob)
+        if payload is None:
+            logger.warning("cache entry %s is truncated or corrupt (%d bytes); fetching it again", path, len(blob))
+            _unlink(path)
+            return None
+        if time.time() - mtime > _TOUCH_EVERY:
+            with contextlib.suppress(OSError):  # evicted meanwhile: harmless
+                os.utime(path)
+        return payload
+
+    def contains(self, name: str) -> bool:
+        """Whether an entry exists (not verified; :meth:`read` verifies)."""
+        return self.object_path(name).exists()
+
+    def write(self, name: str, data: bytes) -> None:
+        """Install ``data`` as entry ``name`` atomically, then account for it (and evict if over the cap)."""
+        if self.max_bytes <= 0 or len(data) + _TRAILER.size > self.max_bytes:
+            return  # caching disabled, or an object larger than the whole cache
+        path = self.object_path(name)
+        path.parent.mkdir(exist_ok=True)
+        trailer = _TRAILER.pack(_MAGIC, len(data), zlib.crc32(data))
+        _atomic_write(path, lambda f: (f.write(data), f.write(trailer)))
+        self._unflushed += len(data) + _TRAILER.size
+        if self._unflushed >= self.flush_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        """Add this process's unreported writes to the shared total; evict if the cap is exceeded."""
+        added, self._unflushed = self._unflushed, 0
+        with FileLock(str(self.root / ".lock")):
+            total = self._read_total()
+            total = self._scan_total() if total is None else total + added
+            if total > self.max_bytes:
+                total = self._evict_locked(int(self.max_bytes * _EVICT_TO))
+            (self.root / "size").write_text(str(total))
+
+    def evict(self, target_bytes: int | None = None) -> int:
+        """Delete least recently used objects until at most ``target_bytes`` remain (default: 90 % of the cap).
+        Returns the bytes that remain."""
+        target = int(self.max_bytes * _EVICT_TO) if target_bytes is None else target_bytes
+        with FileLock(str(self.root / ".lock")):
+            total = self._evict_locked(target)
+            (self.root / "size").write_text(str(total))
+        return total
+
+    def _read_total(self) -> int | None:
+        try:
+            return int((self.root / "size").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _entries(self) -> list[tuple[float, int, str]]:
+        """(mtime, size, path) of every object entry; removes temporary files left by crashed writers."""
+        found = []
+        now = time.time()
+        for sub in os.scandir(self.root / "objects"):
+            if not sub.is_dir():
+                continue
+            for entry in os.scandir(sub.path):
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                if entry.name.startswith(".tmp"):
+                    if now - st.st_mtime > _STALE_TMP:
+                        _unlink(entry.path)
+                    continue
+                found.append((st.st_mtime, st.st_size, entry.path))
+        return found
+
+    def _scan_total(self) -> int:
+        return sum(size for _, size, _ in self._entries())
+
+    def _evict_locked(self, target: int) -> int:
+        entries = sorted(self._entries())  # oldest first
+        total = sum(size for _, size, _ in entries)
+        evicted = 0
+        for _, size, path in entries:
+            if total <= target:
+                break
+            _unlink(path)
+            total -= size
+            evicted += 1
+        if evicted:
+            logger.info("cache %s: evicted %d least recently used objects, %d bytes remain", self.root, evicted, total)
+        return total
+
+    # ------------------------------------------------------------------------------------------------- files
+    def local_file(self, name: str, basename: str, download: Callable[[BinaryIO], None]) -> Path:
+        """A verified local copy of a whole file, downloaded once per machine.
+
+        ``download(fileobj)`` writes the object's bytes to ``fileobj`` (it may be called again from the start on
+        a retry, after the caller truncates). Concurrent callers for the same ``name`` wait for the first one.
+        """
+        folder = self.root / "files" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (basename or "object")
+        with FileLock(str(folder) + ".lock"):
+            if _verify_file(path, folder / ".ok"):
+                return path
+            _unlink(folder / ".ok")
+            _atomic_write(path, download)
+            size, crc = _file_crc(path)
+            _atomic_write(folder / ".ok", lambda f: f.write(json.dumps({"size": size, "crc32": crc}).encode()))
+        return path
+
+
+def _unwrap(blob: bytes) -> bytes | None:
+    if len(blob) < _TRAILER.size:
+        return None
+    magic, length, crc = _TRAILER.unpack_from(blob, len(blob) - _TRAILER.size)
+    if magic != _MAGIC or length != len(blob) - _TRAILER.size:
+        return None
+    payload = memoryview(blob)[:length]
+    if zlib.crc32(payload) != crc:
+        return None
+    return payload.tobytes()
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through ``write(fileobj)`` into a temporary sibling, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _file_crc(path: Path) -> tuple[int, int]:
+    crc, size = 0, 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+    return size, crc
+
+
+def _verify_file(path: Path, record: Path) -> bool:
+    try:
+        expected = json.loads(record.read_text())
+        if path.stat().st_size != expected["size"]:
+            return False
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return False
+    if _file_crc(path) != (expected["size"], expected["crc32"]):
+        logger.warning("cached file %s is corrupt; fetching it again", path)
+        return False
+    return True
+
+
+def _unlink(path: str | os.PathLike) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

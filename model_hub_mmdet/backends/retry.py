@@ -1,0 +1,90 @@
+"""Retries with capped exponential backoff and full jitter for object-store requests.
+
+Each backend classifies an exception into one of three outcomes:
+
+* a *transient* failure (throttling, 5xx, connection reset/refused, timeouts) is retried;
+* a *permanent* failure (missing object or bucket, denied or missing credentials) becomes a
+  :class:`~model_hub_mmdet.errors.DataError` at once, naming the bucket and key;
+* anything else is a bug or an unexpected condition and propagates unchanged.
+
+Full jitter (sleep a uniform time in ``[0, min(cap, base * 2**attempt)]``) keeps many data-loader workers that
+failed together from retrying in lock step against a throttling server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from model_hub_mmdet.errors import DataError
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+RETRY = "retry"  # the verdict for a transient failure: back off and try again
+
+
+@dataclass
+class RetryPolicy:
+    """How often and how patiently to retry transient storage failures.
+
+    ``attempts`` counts every try, the first included. ``on_retry(attempt, error, delay)`` is called before each
+    sleep (for logging, metrics, or tests that need to act between attempts).
+    """
+
+    attempts: int = 6
+    base: float = 0.1
+    cap: float = 10.0
+    on_retry: Callable[[int, BaseException, float], None] | None = None
+    _rng: random.Random = field(default_factory=lambda: random.Random(os.urandom(8)), repr=False)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to sleep after failed try number ``attempt`` (0-based): full jitter over a capped exponential."""
+        return self._rng.uniform(0.0, min(self.cap, self.base * (2**attempt)))
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        classify: Callable[[BaseException], BaseException | str | None],
+        what: str,
+    ) -> T:
+        """Run ``fn`` until it succeeds, ``classify`` calls a failure permanent, or the attempts run out.
+
+        ``classify(err)`` returns :data:`RETRY`, an exception to raise instead (permanent), or ``None``
+        (not a storage failure: re-raise unchanged). ``what`` names the object in the final error message.
+        """
+        started = time.monotonic()
+        for attempt in range(self.attempts):
+            try:
+                return fn()
+            except Exception as err:  # noqa: BLE001 - classified below, unknown errors are re-raised
+                verdict = classify(err)
+                if verdict is None:
+                    raise
+                if isinstance(verdict, BaseException):
+                    raise verdict from err
+                if attempt + 1 >= self.attempts:
+                    elapsed = time.monotonic() - started
+                    raise DataError(
+                        f"{what}: still failing after {self.attempts} attempts over {elapsed:.1f} s"
+                        f" ({type(err).__name__}: {_first_line(err)}); check that the storage endpoint is reachable"
+                        " or raise file_client_args.retries"
+                    ) from err
+                pause = self.delay(attempt)
+                logger.warning("%s: %s: %s; retry %d in %.2f s", what, type(err).__name__, _first_line(err),
+                               attempt + 1, pause)
+                if self.on_retry is not None:
+                    self.on_retry(attempt, err, pause)
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else ""

