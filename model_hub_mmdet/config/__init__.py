@@ -43,9 +43,18 @@ def merge_config_file(cfg: Config, merge_path: str | os.PathLike) -> Config:
     other = load_config(merge_path, key="merge_config")
     try:
         merged = Config._merge_a_into_b(other._cfg_dict.to_dict(), cfg._cfg_dict, allow_list_keys=False)
-    except TypeError as err:
+    except (TypeError, KeyError) as err:
         raise ConfigError(f"merge_config {merge_path}: {err}") from err
+    merged = _strip_delete_keys(merged)  # a _delete_ with nothing below it to replace would reach build_from_cfg
     return Config(merged, cfg_text=cfg.text + f"\n# merged from {merge_path}\n" + other.text, filename=cfg.filename)
+
+
+def _strip_delete_keys(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {k: _strip_delete_keys(v) for k, v in node.items() if k != "_delete_"}
+    if isinstance(node, (list, tuple)):
+        return type(node)(_strip_delete_keys(v) for v in node)
+    return node
 
 
 def build_mmdet_config(

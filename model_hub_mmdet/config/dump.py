@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import pprint
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,7 +30,16 @@ def redacted_config(cfg: Config) -> Config:
 
 def config_text(cfg: Config) -> str:
     """The final config as MMDetection ``.py`` text, secrets redacted."""
-    return redacted_config(cfg).pretty_text
+    redacted = redacted_config(cfg)
+    try:
+        return redacted.pretty_text
+    except Exception:  # mmcv quotes strings as '...' and yapf rejects the result when a value holds a quote
+        return _plain_text(redacted._cfg_dict.to_dict())
+
+
+def _plain_text(cfg_dict: Mapping) -> str:
+    """Python assignments (``key = repr``) that ``Config.fromfile`` reads back to the same dict."""
+    return "".join(f"{key} = {pprint.pformat(value, sort_dicts=False)}\n" for key, value in cfg_dict.items())
 
 
 def dump_config(cfg: Config, path: str | Path) -> Path:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from mmcv import Config
+from mmcv import Config, ConfigDict
 
 logger = logging.getLogger("model_hub_mmdet")
 
@@ -58,10 +59,15 @@ def finalize(cfg: Config) -> Config:
         if split not in data:
             continue
         for ds in _each_dataset(data[split]):
-            if "type" in ds and "ann_file" in ds or "pipeline" in ds:
+            # Only datasets that read annotations take test_mode; wrappers (RepeatDataset,
+            # MultiImageMixDataset, ...) reject unknown arguments.
+            if "ann_file" in ds:
                 ds["test_mode"] = True
-            if "pipeline" in ds:
-                ds["pipeline"] = replace_ImageToTensor(ds["pipeline"])
+            if ds.get("pipeline"):
+                with warnings.catch_warnings():  # mmdet warns that it replaces; here that is the intent
+                    warnings.simplefilter("ignore", UserWarning)
+                    pipeline = replace_ImageToTensor(ds["pipeline"])
+                ds["pipeline"] = ConfigDict(p=pipeline).p  # ConfigDicts again, so attribute access keeps working
     return cfg
 
 
@@ -82,5 +88,6 @@ def evaluate_kwargs(evaluation: Mapping | None, evaluate: Callable) -> dict:
         return metric_kwargs
     accepted = {k: v for k, v in metric_kwargs.items() if k in params}
     for key in sorted(set(metric_kwargs) - set(accepted)):
-        logger.warning("evaluation.%s is not an argument of %s; ignored", key, getattr(evaluate, "__qualname__", evaluate))
+        name = getattr(evaluate, "__qualname__", evaluate)
+        logger.warning("evaluation.%s is not an argument of %s; ignored", key, name)
     return accepted
