@@ -1,0 +1,220 @@
+"""``model-hub-mmdet``: check, train locally, print the final config, export checkpoints, make demo data.
+
+Errors a user can fix print one line and exit 1 (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from model_hub_mmdet.errors import UserError
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from model_hub_mmdet.experiment import check_experiment
+
+    report = check_experiment(args.experiment, args.context)
+    if report.ok:
+        print(f"{args.experiment}: OK")
+        for key, value in report.summary.items():
+            print(f"  {key:<12} {value}")
+        return 0
+    print(f"{args.experiment}: {len(report.problems)} problem(s)", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
+
+
+def _cmd_print_config(args: argparse.Namespace) -> int:
+    from model_hub_mmdet.config import build_mmdet_config, config_text
+    from model_hub_mmdet.experiment import load_experiment
+    from model_hub_mmdet.local import local_hparams
+
+    conf = load_experiment(args.experiment)
+    context = args.context or "."
+    cfg = build_mmdet_config(local_hparams(conf.get("hyperparameters") or {}), conf.get("data") or {}, context)
+    print(config_text(cfg))
+    return 0
+
+
+def _cmd_make_shapes(args: argparse.Namespace) -> int:
+    from model_hub_mmdet.datasets.shapes import make_shapes
+
+    paths = make_shapes(args.out_dir, train=args.train, val=args.val, size=args.size, seed=args.seed)
+    for split, path in paths.items():
+        print(f"{split}: {path}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from model_hub_mmdet.weights import export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.out)
+    print(f"wrote {out} (and {Path(out).with_suffix('.py')})")
+    return 0
+
+
+def _torchrun(args: argparse.Namespace) -> int:
+    """Re-run this command under torchrun with ``--nproc`` processes (gloo on CPU)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
+    cmd += ["-m", "model_hub_mmdet.cli"] + [a for a in sys.argv[1:] if not a.startswith("--nproc")]
+    if "--nproc" in sys.argv[1:]:
+        i = cmd.index("--nproc")
+        del cmd[i : i + 2]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    env["USE_TORCH_DISTRIBUTED"] = "1"
+    return subprocess.call(cmd, env=env)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    if not args.local:
+        print(
+            "model-hub-mmdet train runs on this machine and needs --local; for a cluster use"
+            f" `det experiment create -f {args.experiment} .`",
+            file=sys.stderr,
+        )
+        return 1
+    if args.nproc > 1 and "RANK" not in os.environ:
+        return _torchrun(args)
+    from model_hub_mmdet.experiment import entrypoint_class, load_experiment, load_trial_class
+    from model_hub_mmdet.local import train_local
+
+    conf = load_experiment(args.experiment)
+    if args.context:
+        os.chdir(args.context)
+    trial_cls = load_trial_class(entrypoint_class(conf.get("entrypoint")), ".")
+    name = conf.get("name") or Path(args.experiment).stem
+    out = Path(args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    chief = int(os.environ.get("RANK", "0")) == 0
+    started = time.time()
+    result = train_local(
+        conf,
+        trial_cls,
+        max_batches=args.max_batches,
+        validation_period=args.validation_period,
+        resume=args.resume,
+        tensorboard_dir=out / "tensorboard",
+        show_progress=True,
+    )
+    if not chief:
+        return 0
+    _finish_run(conf, result, out, time.time() - started)
+    return 0
+
+
+def _finish_run(conf: dict[str, Any], result: Any, out: Path, seconds: float) -> None:
+    """Plots, a native mmdet export, predictions on a few validation images, and where everything is."""
+    from model_hub_mmdet.report import draw_predictions, plot_curves
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(
+        json.dumps({"training": result.training, "validations": result.validations}, indent=1, default=float)
+    )
+    curves = plot_curves(result.training, result.validations, out / "curves.png")
+    print(f"\ntrained {result.batches_trained} batches in {seconds / 60:.1f} min")
+    if result.validations:
+        last = result.validations[-1]
+        print("final validation: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(last.items()) if k != "batches"))
+    print(f"curves:      {curves}")
+    print(f"tensorboard: {out / 'tensorboard'}")
+    if result.checkpoints:
+        ckpt = result.checkpoints[-1]
+        print(f"checkpoint:  {ckpt}")
+        try:
+            from model_hub_mmdet.weights import export_checkpoint
+
+            native = export_checkpoint(ckpt, out / "model.pth")
+            print(f"mmdet model: {native} (+ {native.with_suffix('.py')})")
+            images = _val_images(native.with_suffix(".py"))
+            if images:
+                drawn = draw_predictions(native.with_suffix(".py"), native, images, out / "predictions.png")
+                print(f"predictions: {drawn}")
+        except (ImportError, UserError, OSError) as err:
+            print(f"(could not export or draw predictions: {err})")
+
+
+def _val_images(config_path: Path, count: int = 4) -> list[Path]:
+    from mmcv import Config
+
+    cfg = Config.fromfile(str(config_path))
+    val = cfg.data.val
+    prefix = Path(val.get("img_prefix") or "")
+    try:
+        images = json.loads(Path(val.ann_file).read_text())["images"][:count]
+    except (OSError, KeyError, ValueError):
+        return []
+    return [prefix / img["file_name"] for img in images if (prefix / img["file_name"]).is_file()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="model-hub-mmdet", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="validate an experiment YAML offline and summarise it")
+    p.add_argument("experiment")
+    p.add_argument("--context", help="context directory (default: the YAML's directory)")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("train", help="train an experiment on this machine with Determined's Trainer")
+    p.add_argument("experiment")
+    p.add_argument("--local", action="store_true", help="run here, without a cluster (required)")
+    p.add_argument("--max-batches", type=int, help="train this many batches (default: searcher.max_length)")
+    p.add_argument("--validation-period", type=int, help="validate every N batches")
+    p.add_argument("--nproc", type=int, default=1, help="processes (torchrun; gloo on CPU)")
+    p.add_argument("--resume", help="Determined checkpoint directory to continue from")
+    p.add_argument("--context", help="context directory (default: current directory)")
+    p.add_argument("--out", help="output directory for plots, logs and exports (default: runs/NAME-TIME)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("print-config", help="print the final MMDetection config (secrets redacted)")
+    p.add_argument("experiment")
+    p.add_argument("--context", help="context directory (default: current directory)")
+    p.set_defaults(func=_cmd_print_config)
+
+    p = sub.add_parser("export", help="write a native mmdet checkpoint (+ config .py) from a Determined checkpoint")
+    p.add_argument("checkpoint", help="checkpoint directory or UUID")
+    p.add_argument("out", help="output .pth path")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("make-shapes", help="write the synthetic COCO-format shapes dataset")
+    p.add_argument("out_dir")
+    p.add_argument("--train", type=int, default=400, help="training images")
+    p.add_argument("--val", type=int, default=50, help="validation images")
+    p.add_argument("--size", type=int, default=128, help="image side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_make_shapes)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not args.debug:
+        logging.getLogger("model_hub_mmdet").setLevel(logging.INFO)
+    import model_hub_mmdet  # noqa: F401  (compat fixes, storage backends)
+
+    try:
+        return args.func(args)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
