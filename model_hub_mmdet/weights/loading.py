@@ -118,7 +118,9 @@ def load_state_dict_report(model: torch.nn.Module, state_dict: Mapping[str, torc
     result = model.load_state_dict(loadable, strict=False)
     missing = [k for k in result.missing_keys if k not in skip]
     unexpected = list(result.unexpected_keys)
-    matched = len(own) - len(result.missing_keys)
+    # Counted by name: BatchNorm's loader quietly fills a missing num_batches_tracked, so torch's missing_keys
+    # would count those as loaded.
+    matched = sum(1 for k in own if k in loadable)
     if matched <= 0:
         raise WeightsError(
             f"{source}: none of its {len(state_dict)} tensors match the model's {len(own)}"

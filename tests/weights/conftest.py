@@ -18,7 +18,7 @@ def file_server() -> Iterator[FileServer]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), file_handler(state))
     httpd.daemon_threads = True
     state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield state
     httpd.shutdown()
@@ -41,5 +41,5 @@ def weights_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def coco_checkpoint() -> bytes:
     """A small real mmdet checkpoint of the tiny detector with an 80-class (COCO) head, like a zoo file."""
-    model = build_tiny(tiny_detector_cfg(num_classes=80))
+    model = build_tiny(tiny_detector_cfg(num_classes=80), seed=1)  # other weights than seed 0
     return mmdet_checkpoint_bytes(model, tuple(f"class{i}" for i in range(80)))

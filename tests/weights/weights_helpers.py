@@ -120,12 +120,12 @@ def tiny_detector_cfg(num_classes: int = 3, img_size: int = 64):
     return cfg
 
 
-def build_tiny(cfg):
-    """Build and initialise the detector of ``cfg`` (deterministically)."""
+def build_tiny(cfg, seed: int = 0):
+    """Build and initialise the detector of ``cfg`` (deterministically: same seed, same weights)."""
     import torch
     from mmdet.models import build_detector
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_detector(cfg.model)
     model.init_weights()
     return model
