@@ -41,7 +41,9 @@ def test_corrupted_download_is_rejected_and_removed(file_server: FileServer, mon
     corrupted = bytearray(BODY)
     corrupted[1000] ^= 0xFF
     url, _ = _zoo_url(file_server, monkeypatch, BODY, served=bytes(corrupted))
-    with pytest.raises(WeightsError, match=rf"corrupted: its sha256 starts with \w{{8}}, the file name promises {sha256(BODY)[:8]}"):
+    with pytest.raises(
+        WeightsError, match=rf"corrupted: its sha256 starts with \w{{8}}, the file name promises {sha256(BODY)[:8]}"
+    ):
         fetch(zoo.zoo_url(url), zoo.expected_hash(url))
     dest = cache_path(zoo.zoo_url(url))
     assert not dest.exists()

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 from mmcv.runner import CheckpointLoader
-from weights_helpers import FASTER_RCNN, FileServer, build_tiny, buffer_of, sha256, tiny_detector_cfg, zoo_style_path
+from weights_helpers import FASTER_RCNN, FileServer, buffer_of, build_tiny, sha256, tiny_detector_cfg, zoo_style_path
 
 from model_hub_mmdet.errors import ConfigError, WeightsError
 from model_hub_mmdet.weights import extract_state_dict, load_checkpoint_file, warm_start, zoo
