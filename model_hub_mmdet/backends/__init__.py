@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from mmcv.fileio import FileClient
 
-from model_hub_mmdet.backends.base import ObjectStoreBackend
+from model_hub_mmdet.backends.base import ObjectStoreBackend, normalize_file_client_args
 from model_hub_mmdet.backends.cache import ObjectCache, default_cache_dir, parse_size
 from model_hub_mmdet.backends.gcs import GCSBackend
 from model_hub_mmdet.backends.retry import RetryPolicy
@@ -27,6 +27,7 @@ __all__ = [
     "RetryPolicy",
     "S3Backend",
     "default_cache_dir",
+    "normalize_file_client_args",
     "object_backend",
     "parse_size",
     "register",
@@ -44,7 +45,7 @@ def object_backend(file_client_args: dict | None) -> ObjectStoreBackend | None:
     backends (disk, http, ...)."""
     if not file_client_args:
         return None
-    client = FileClient(**dict(file_client_args)).client
+    client = FileClient(**normalize_file_client_args(file_client_args)).client
     return client if isinstance(client, ObjectStoreBackend) else None
 
 

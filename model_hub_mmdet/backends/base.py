@@ -2,11 +2,14 @@
 
 **Paths.** mmcv hands ``get(filepath)`` whatever the dataset joined (``img_prefix + filename``):
 
-* a URI ``s3://bucket/key`` / ``gs://bucket/key`` names the object fully: ``bucket_name`` and ``prefix`` are not
-  applied (so ``data_root: s3://bucket/coco/`` works with just ``backend: s3``);
-* any other path is a key in ``bucket_name``, placed under ``prefix``: with ``prefix: datasets/v2`` the path
+* a URI ``s3://bucket/key`` / ``gs://bucket/key`` names the object fully: ``bucket_name`` and ``key_prefix`` are
+  not applied (so ``data_root: s3://bucket/coco/`` works with just ``backend: s3``);
+* any other path is a key in ``bucket_name``, placed under ``key_prefix``: with ``prefix: datasets/v2`` the path
   ``data/coco/train2017/x.jpg`` reads ``datasets/v2/data/coco/train2017/x.jpg``. Leading ``/`` and ``./`` and doubled
   slashes are dropped, so a config's local-looking ``data_root`` maps straight onto keys.
+
+``prefix`` in the experiment's ``file_client_args`` is this backend's ``key_prefix``: mmcv's ``FileClient`` claims
+the keyword ``prefix`` for URI schemes, so :func:`normalize_file_client_args` renames it before mmcv sees it.
 
 **Clients.** One SDK client per process, created on first use and re-created when the process id changes, so each
 data-loader worker opens its own connection pool after ``fork`` and then reuses it for every sample. Pickling a
@@ -21,7 +24,7 @@ import os
 import posixpath
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
@@ -42,7 +45,7 @@ class ObjectStoreBackend(BaseStorageBackend):
 
     Args (all from ``data.file_client_args``, besides ``backend``):
         bucket_name: bucket for paths that are not full URIs.
-        prefix: key prefix for paths that are not full URIs.
+        key_prefix: key prefix for paths that are not full URIs (``prefix`` in the experiment YAML).
         cache: keep fetched objects in the local cache (default true).
         cache_dir: cache directory (default ``$MODEL_HUB_MMDET_CACHE_DIR`` or ``~/.cache/model_hub_mmdet/storage``);
             share it between the processes of a machine, on local disk.
@@ -61,7 +64,7 @@ class ObjectStoreBackend(BaseStorageBackend):
     def __init__(
         self,
         bucket_name: str | None = None,
-        prefix: str = "",
+        key_prefix: str = "",
         cache: bool = True,
         cache_dir: str | None = None,
         cache_size: int | str = DEFAULT_CACHE_SIZE,
@@ -79,7 +82,7 @@ class ObjectStoreBackend(BaseStorageBackend):
         if not isinstance(retries, int) or retries < 1:
             raise ConfigError(f"file_client_args.retries must be an integer >= 1, got {retries!r}")
         self.bucket_name = bucket_name
-        self.prefix = _clean_key(str(prefix or ""))
+        self.key_prefix = _clean_key(str(key_prefix or ""))
         self.retry = RetryPolicy(attempts=retries, base=float(retry_backoff), cap=float(retry_max_backoff))
         self.prefetch = int(prefetch)
         self.prefetch_threads = int(prefetch_threads)
@@ -143,7 +146,7 @@ class ObjectStoreBackend(BaseStorageBackend):
                 f"{path} is not a {self.scheme}:// URI, so file_client_args.bucket_name is required; set it, or make"
                 f" data_root a URI such as {self.scheme}://my-bucket/coco/"
             )
-        key = _clean_key(posixpath.join(self.prefix, _clean_key(path)) if self.prefix else path)
+        key = _clean_key(posixpath.join(self.key_prefix, _clean_key(path)) if self.key_prefix else path)
         if not key:
             raise DataError(f"{path}: resolves to an empty key in bucket {self.bucket_name}")
         return self.bucket_name, key
@@ -276,6 +279,23 @@ class ObjectStoreBackend(BaseStorageBackend):
     def _classify(self, err: BaseException, bucket: str, key: str) -> BaseException | str | None:
         """RETRY for transient failures, a DataError to raise for permanent ones, None for anything else."""
         raise NotImplementedError
+
+
+OBJECT_BACKENDS = ("s3", "gcs")
+
+
+def normalize_file_client_args(args: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``data.file_client_args`` as mmcv's FileClient must receive it: for the ``s3``/``gcs`` backends the user's
+    ``prefix`` (a key prefix) becomes ``key_prefix``, because ``FileClient(prefix=...)`` means a URI scheme.
+    Other backends pass through unchanged."""
+    if args is None:
+        return None
+    out = dict(args)
+    if out.get("backend") in OBJECT_BACKENDS and "prefix" in out:
+        if "key_prefix" in out:
+            raise ConfigError("file_client_args: give prefix or key_prefix, not both (they are the same option)")
+        out["key_prefix"] = out.pop("prefix")
+    return out
 
 
 def reject_unknown_options(cls: type, kwargs: dict) -> None:

@@ -6,7 +6,7 @@ Experiment YAML::
       file_client_args:
         backend: gcs
         bucket_name: my-data              # or data_root: gs://my-data/coco/
-        prefix: datasets                  # optional key prefix for non-URI paths
+        prefix: datasets                  # optional key prefix for non-URI paths (the backend's key_prefix)
         project: my-project               # optional: else the credentials' project
         emulator_host: http://127.0.0.1:4443  # optional: a GCS emulator (or set STORAGE_EMULATOR_HOST)
 
@@ -39,14 +39,14 @@ class GCSBackend(ObjectStoreBackend):
     def __init__(
         self,
         bucket_name: str | None = None,
-        prefix: str = "",
+        key_prefix: str = "",
         project: str | None = None,
         emulator_host: str | None = None,
         timeout: float = 60.0,
         **common: Any,
     ) -> None:
         reject_unknown_options(type(self), common)
-        super().__init__(bucket_name=bucket_name, prefix=prefix, **common)
+        super().__init__(bucket_name=bucket_name, key_prefix=key_prefix, **common)
         self.project = project
         self.emulator_host = emulator_host
         self.timeout = float(timeout)

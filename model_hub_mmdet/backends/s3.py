@@ -6,7 +6,7 @@ Experiment YAML::
       file_client_args:
         backend: s3
         bucket_name: my-data            # or give data_root: s3://my-data/coco/ and omit it
-        prefix: datasets                # optional key prefix for non-URI paths
+        prefix: datasets                # optional key prefix for non-URI paths (the backend's key_prefix)
         endpoint_url: http://minio:9000 # optional: S3-compatible stores
         region_name: eu-west-1          # optional
         profile_name: training          # optional: a profile of ~/.aws/config
@@ -45,7 +45,7 @@ class S3Backend(ObjectStoreBackend):
     def __init__(
         self,
         bucket_name: str | None = None,
-        prefix: str = "",
+        key_prefix: str = "",
         endpoint_url: str | None = None,
         region_name: str | None = None,
         profile_name: str | None = None,
@@ -57,7 +57,7 @@ class S3Backend(ObjectStoreBackend):
         **common: Any,
     ) -> None:
         reject_unknown_options(type(self), common)
-        super().__init__(bucket_name=bucket_name, prefix=prefix, **common)
+        super().__init__(bucket_name=bucket_name, key_prefix=key_prefix, **common)
         self.endpoint_url = endpoint_url
         self.region_name = region_name
         self.profile_name = profile_name

@@ -1,0 +1,101 @@
+"""The local object cache on its own: atomic entries, corruption detection, LRU eviction under a cap."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from model_hub_mmdet.backends.cache import ObjectCache, entry_name
+
+
+def _name(i: int) -> str:
+    return entry_name(f"test|{i}")
+
+
+def test_roundtrip_and_miss(tmp_path):
+    cache = ObjectCache(tmp_path, max_bytes=10**6)
+    assert cache.read(_name(0)) is None
+    cache.write(_name(0), b"payload")
+    assert cache.read(_name(0)) == b"payload"
+    leftovers = [p for p in (tmp_path / "objects").rglob(".tmp*")]
+    assert leftovers == []  # the temporary file was renamed into place
+
+
+def test_truncated_or_corrupt_entries_are_dropped(tmp_path):
+    cache = ObjectCache(tmp_path, max_bytes=10**6)
+    data = os.urandom(5000)
+    for i, damage in enumerate(("truncate", "flip", "empty")):
+        cache.write(_name(i), data)
+        path = cache.object_path(_name(i))
+        raw = path.read_bytes()
+        if damage == "truncate":
+            path.write_bytes(raw[:3000])
+        elif damage == "flip":
+            path.write_bytes(raw[:100] + bytes([raw[100] ^ 0xFF]) + raw[101:])
+        else:
+            path.write_bytes(b"")
+        assert cache.read(_name(i)) is None, damage
+        assert not path.exists(), damage
+
+
+def test_eviction_removes_least_recently_used_first(tmp_path):
+    cache = ObjectCache(tmp_path, max_bytes=10**6)
+    now = time.time()
+    for i in range(5):
+        cache.write(_name(i), bytes(1000))
+        os.utime(cache.object_path(_name(i)), (now - 1000 + i, now - 1000 + i))
+    os.utime(cache.object_path(_name(0)), (now, now))  # 0 was used most recently
+    remaining = cache.evict(target_bytes=2 * 1016)
+    kept = [i for i in range(5) if cache.contains(_name(i))]
+    assert kept == [0, 4] and remaining == 2 * 1016
+
+
+def test_writes_keep_the_cache_under_its_cap(tmp_path):
+    cap = 10 * 1016
+    cache = ObjectCache(tmp_path, max_bytes=cap, flush_bytes=1)  # report every write
+    for i in range(40):
+        cache.write(_name(i), bytes(1000))
+        assert int((tmp_path / "size").read_text()) <= cap
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "objects").rglob("*") if p.is_file())
+    assert 0 < on_disk <= cap
+    assert cache.read(_name(39)) == bytes(1000)  # the newest survived
+
+
+def test_shared_total_counts_other_processes_writes(tmp_path):
+    a = ObjectCache(tmp_path, max_bytes=10**6, flush_bytes=1)
+    b = ObjectCache(tmp_path, max_bytes=10**6, flush_bytes=1)
+    a.write(_name(1), bytes(100))
+    b.write(_name(2), bytes(100))
+    assert int((tmp_path / "size").read_text()) == 2 * 116
+
+
+def test_objects_larger_than_the_cache_are_not_cached(tmp_path):
+    cache = ObjectCache(tmp_path, max_bytes=100)
+    cache.write(_name(0), bytes(200))
+    assert cache.read(_name(0)) is None
+
+
+def test_stale_temporary_files_are_cleaned_by_eviction(tmp_path):
+    cache = ObjectCache(tmp_path, max_bytes=10**6)
+    cache.write(_name(0), b"x")
+    stale = cache.object_path(_name(0)).parent / ".tmpcrashed"
+    stale.write_bytes(b"partial")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    cache.evict()
+    assert not stale.exists() and cache.read(_name(0)) == b"x"
+
+
+def test_local_file_is_verified_and_refetched_when_damaged(tmp_path):
+    cache = ObjectCache(tmp_path, max_bytes=10**6)
+    calls = []
+
+    def download(f):
+        calls.append(1)
+        f.write(b'{"images": []}')
+
+    path = cache.local_file(_name(7), "ann.json", download)
+    assert path.read_bytes() == b'{"images": []}' and path.name == "ann.json"
+    assert cache.local_file(_name(7), "ann.json", download) == path and len(calls) == 1
+    path.write_bytes(b'{"images": [')  # truncated by something outside our control
+    assert cache.local_file(_name(7), "ann.json", download).read_bytes() == b'{"images": []}'
+    assert len(calls) == 2
