@@ -1,7 +1,8 @@
 """The config pipeline: experiment hyperparameters -> the final MMDetection ``mmcv.Config``.
 
 ``build_mmdet_config`` runs, in order: resolve and load ``config_file`` -> merge ``merge_config`` ->
-apply ``override_mmdet_config`` -> substitute ``data.file_client_args`` -> finalize.
+substitute ``data.file_client_args`` -> apply ``override_mmdet_config`` -> substitute ``file_client_args`` into
+the loading steps the overrides added -> finalize.
 """
 
 from __future__ import annotations
@@ -72,9 +73,13 @@ def build_mmdet_config(
     cfg = load_config(resolve_config_path(hparams["config_file"], context_dir))
     if hparams.get("merge_config"):
         cfg = merge_config_file(cfg, resolve_config_path(hparams["merge_config"], context_dir, key="merge_config"))
-    written = apply_overrides(cfg, hparams.get("override_mmdet_config"))
     data_config = data_config or {}
     if not isinstance(data_config, Mapping):
         raise ConfigError(f"the experiment's data section must be a mapping, got {type(data_config).__name__}")
-    substitute_file_client_args(cfg, data_config.get("file_client_args"), keep=written)
+    file_client_args = data_config.get("file_client_args")
+    # Before the overrides, so that they can refine the args in place (`...file_client_args.bucket_name: x`),
+    # and after them for the loading steps they added, leaving alone any args they wrote.
+    substitute_file_client_args(cfg, file_client_args)
+    written = apply_overrides(cfg, hparams.get("override_mmdet_config"))
+    substitute_file_client_args(cfg, file_client_args, keep=written)
     return finalize(cfg)

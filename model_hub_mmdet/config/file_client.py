@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from mmcv import ConfigDict
+
+from model_hub_mmdet.config.dump import redact
+from model_hub_mmdet.errors import ConfigError
 
 # Pipeline steps that read files through mmcv.FileClient (mmdet 2.28 and common extensions).
 LOADING_STEPS = frozenset(
@@ -18,53 +21,34 @@ LOADING_STEPS = frozenset(
         "LoadImageFromWebcam",
     }
 )
-# Keys under which a dataset config nests other datasets (RepeatDataset, ConcatDataset, ClassBalancedDataset,
-# MultiImageMixDataset, ...).
-NESTED_DATASET_KEYS = ("dataset", "datasets")
 
 
-def _walk_dataset(ds: Any, path: tuple, visit) -> None:
-    if isinstance(ds, list):
-        for i, d in enumerate(ds):
-            _walk_dataset(d, path + (str(i),), visit)
+def _as_dict(cfg: Any) -> Mapping:
+    return getattr(cfg, "_cfg_dict", cfg)  # an mmcv.Config is not a Mapping; its ConfigDict is
+
+
+def _nodes(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Mapping]]:
+    """Every dict in the config with its path (list elements get numeric segments)."""
+    if isinstance(node, Mapping):
+        yield path, node
+        items: Iterable = node.items()
+    elif isinstance(node, (list, tuple)):
+        items = enumerate(node)
+    else:
         return
-    if not isinstance(ds, Mapping):
-        return
-    visit(ds, path)
-    for key in NESTED_DATASET_KEYS:
-        if key in ds:
-            _walk_dataset(ds[key], path + (key,), visit)
+    for key, value in items:
+        yield from _nodes(value, path + (str(key),))
 
 
 def loading_steps(cfg: Mapping) -> list[tuple[tuple[str, ...], Mapping]]:
-    """Every (path, step) of a file-loading pipeline step reachable from ``data.train/val/test``."""
-    found: list[tuple[tuple[str, ...], Mapping]] = []
-
-    def visit(ds: Mapping, path: tuple) -> None:
-        for i, step in enumerate(ds.get("pipeline") or []):
-            if isinstance(step, Mapping) and step.get("type") in LOADING_STEPS:
-                found.append((path + ("pipeline", str(i)), step))
-
-    data = cfg.get("data") or {}
-    for split in ("train", "val", "test"):
-        if split in data:
-            _walk_dataset(data[split], ("data", split), visit)
-    for key, value in cfg.items():  # top-level train_pipeline/test_pipeline, kept consistent for the dump
-        if key.endswith("pipeline") and isinstance(value, list):
-            for i, step in enumerate(value):
-                if isinstance(step, Mapping) and step.get("type") in LOADING_STEPS:
-                    found.append(((key, str(i)), step))
-    return found
+    """Every (path, step) of a file-loading pipeline step anywhere in the config: ``data.train/val/test`` at any
+    wrapper depth, and the top-level copies (``train_pipeline``, yolox's ``train_dataset``) the dump shows."""
+    return [(p, n) for p, n in _nodes(_as_dict(cfg)) if n.get("type") in LOADING_STEPS]
 
 
 def dataset_nodes(cfg: Mapping) -> list[tuple[tuple[str, ...], Mapping]]:
     """Every dataset config that reads an ``ann_file`` (those accept ``file_client_args`` in mmdet 2.28)."""
-    found: list[tuple[tuple[str, ...], Mapping]] = []
-    data = cfg.get("data") or {}
-    for split in ("train", "val", "test"):
-        if split in data:
-            _walk_dataset(data[split], ("data", split), lambda d, p: found.append((p, d)) if "ann_file" in d else None)
-    return found
+    return [(p, n) for p, n in _nodes(_as_dict(cfg)) if "ann_file" in n and "type" in n]
 
 
 def substitute_file_client_args(
@@ -75,11 +59,9 @@ def substitute_file_client_args(
     if not file_client_args:
         return 0
     if not isinstance(file_client_args, Mapping) or "backend" not in file_client_args:
-        from model_hub_mmdet.errors import ConfigError
-
         raise ConfigError(
             f"data.file_client_args must be a mapping with a 'backend' key (e.g. {{backend: s3, bucket_name: b}}),"
-            f" got {file_client_args!r}"
+            f" got {redact(file_client_args)!r}"  # the rest may hold credentials
         )
 
     def kept(path: tuple) -> bool:  # an override wrote <path>.file_client_args or a key below it

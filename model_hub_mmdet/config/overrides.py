@@ -9,6 +9,7 @@ Rules (each tested in ``tests/config/test_overrides.py``):
   ``optimizer_config._delete_: true`` + ``optimizer_config.grad_clip.max_norm: 35``.
 * A dict value is merged into an existing dict with mmcv's rules (so ``{_delete_: true, ...}`` replaces it, at
   any depth); a dict of numeric keys merged into a list changes those elements. Anything else replaces.
+  One exception: a ``file_client_args`` dict naming another ``backend`` replaces the old args whole.
 * YAML has no tuples: a list replacing a tuple becomes a tuple (at any depth, e.g. inside a replaced pipeline
   step of the same ``type``), one scale replacing a list of scales becomes a tuple and several scales replacing
   one become a list of tuples; a value replacing a float/int takes that type when the conversion is exact
@@ -184,7 +185,7 @@ def _merged(value: Any, existing: Any, key: str, path: list[str]) -> Any:
     keys merges into a list, anything else replaces ``existing`` with types borrowed from it."""
     if isinstance(value, Mapping):
         value = dict(value)
-        replace = bool(value.pop(DELETE, False))
+        replace = bool(value.pop(DELETE, False)) or _other_backend(value, existing, path)
         if isinstance(existing, Mapping) and not replace:
             out = ConfigDict(existing)
             for k, v in value.items():
@@ -198,6 +199,18 @@ def _merged(value: Any, existing: Any, key: str, path: list[str]) -> Any:
             return out
         return _to_config(coerce_like(_strip_delete(value), existing))
     return _to_config(coerce_like(_strip_delete(value), existing))
+
+
+def _other_backend(value: Mapping, existing: Any, path: list[str]) -> bool:
+    """``file_client_args`` of another backend replace the old ones: one backend's options mean nothing to
+    another (``{backend: disk}`` over ``{backend: s3, bucket_name: b}`` must not keep ``bucket_name``)."""
+    return (
+        bool(path)
+        and path[-1] == "file_client_args"
+        and isinstance(existing, Mapping)
+        and "backend" in value
+        and value["backend"] != existing.get("backend")
+    )
 
 
 def _written_paths(value: Any, prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:

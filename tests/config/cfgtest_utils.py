@@ -24,7 +24,8 @@ def walk(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
 
 def loading_steps_anywhere(cfg: Mapping) -> dict[tuple, Mapping]:
     """Every file-loading pipeline step anywhere in the config, by path."""
-    return {p: v for p, v in walk(cfg) if isinstance(v, Mapping) and v.get("type") in LOADING_TYPES}
+    root = getattr(cfg, "_cfg_dict", cfg)  # an mmcv.Config is not a Mapping
+    return {p: v for p, v in walk(root) if isinstance(v, Mapping) and v.get("type") in LOADING_TYPES}
 
 
 def shapes_data(shapes: dict[str, Path]) -> dict[str, Any]:
