@@ -97,19 +97,24 @@ def _read_metafile(path: Path, configs_dir: Path) -> list[ZooEntry]:
     return entries
 
 
-@functools.lru_cache(maxsize=8)
-def _index(configs_dir: str, extra: str) -> dict[str, ZooEntry]:
+@functools.lru_cache(maxsize=4)
+def _bundled_index(configs_dir: str) -> dict[str, ZooEntry]:
+    """The metafiles of one configs dir, parsed once per process (about a second for mmdet's 79 files)."""
     root = Path(configs_dir)
     index: dict[str, ZooEntry] = {}
     for metafile in sorted(root.glob("*/metafile.yml")):
         for entry in _read_metafile(metafile, root):
             index.setdefault(entry.config, entry)  # a few configs are listed twice, with the same weights
+    return index
+
+
+def _extra_entries(extra: str, configs_dir: Path) -> list[ZooEntry]:
+    entries = []
     for path in filter(None, extra.split(os.pathsep)):
         if not Path(path).is_file():
             raise WeightsError(f"${ZOO_INDEX_ENV}: metafile {path} does not exist; fix or unset it")
-        for entry in _read_metafile(Path(path), root):
-            index[entry.config] = entry
-    return index
+        entries += _read_metafile(Path(path), configs_dir)
+    return entries
 
 
 def zoo_index(configs_dir: str | os.PathLike | None = None) -> dict[str, ZooEntry]:
@@ -119,7 +124,10 @@ def zoo_index(configs_dir: str | os.PathLike | None = None) -> dict[str, ZooEntr
         from model_hub_mmdet.config import bundled_config_dir
 
         configs_dir = bundled_config_dir()
-    return dict(_index(str(Path(configs_dir).resolve()), os.environ.get(ZOO_INDEX_ENV, "")))
+    root = Path(configs_dir).resolve()
+    index = dict(_bundled_index(str(root)))
+    index.update((e.config, e) for e in _extra_entries(os.environ.get(ZOO_INDEX_ENV, ""), root))
+    return index
 
 
 def config_key(config_path: str | os.PathLike, configs_dir: str | os.PathLike | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -26,13 +27,15 @@ def _zoo_url(server: FileServer, monkeypatch: pytest.MonkeyPatch, body: bytes, s
     return zoo.OPENMMLAB_DOWNLOAD + path, path
 
 
-def test_download_verifies_hash_then_hits_cache(file_server: FileServer, monkeypatch, weights_env: Path):
+def test_download_verifies_hash_then_hits_cache(file_server: FileServer, monkeypatch, weights_env: Path, caplog):
+    caplog.set_level(logging.INFO, logger="model_hub_mmdet")
     url, path = _zoo_url(file_server, monkeypatch, BODY)
     local = fetch(zoo.zoo_url(url), zoo.expected_hash(url))
     assert local.read_bytes() == BODY
     assert local.is_relative_to(weights_env)
     assert not local.with_name(local.name + ".part").exists()
     assert len(file_server.gets(path)) == 1
+    assert f"downloading {local.name}: 100% of 3.2 MB" in caplog.text  # progress in the logs (no tty here)
     assert fetch(zoo.zoo_url(url), zoo.expected_hash(url)) == local
     assert len(file_server.gets(path)) == 1  # served from the cache
 

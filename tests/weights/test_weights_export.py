@@ -69,6 +69,17 @@ def test_export_by_uuid_from_local_determined_storage(tmp_path: Path, monkeypatc
         export_checkpoint(tmp_path / "nowhere", tmp_path / "n.pth")
 
 
+def test_export_by_uuid_through_an_unreachable_master_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from helpers import free_port
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no stored det CLI login
+    master = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the real SDK call fails to connect
+    monkeypatch.setenv("DET_MASTER", master)
+    with pytest.raises(WeightsError, match=f"from DET_MASTER={master}: .*det user login"):
+        export_checkpoint(str(uuid.uuid4()), tmp_path / "m.pth")
+
+
 def test_export_needs_mmdet_metadata(tmp_path: Path):
     _trial_checkpoint(tmp_path / "ckpt", meta=False)
     (tmp_path / "ckpt" / "mmdet_config.py").unlink()
