@@ -4,11 +4,23 @@ from model_hub_mmdet import compat
 
 compat.apply()  # before mmcv/mmdet are imported anywhere
 
+# Importing these registers the s3/gcs FileClient backends and cached, safe remote-checkpoint loaders.
+from model_hub_mmdet import backends, weights  # noqa: E402
 from model_hub_mmdet.config import build_mmdet_config  # noqa: E402
 from model_hub_mmdet.errors import ConfigError, DataError, UserError, WeightsError  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["MMDetTrial", "build_mmdet_config", "ConfigError", "DataError", "UserError", "WeightsError", "__version__"]
+__all__ = [
+    "MMDetTrial",
+    "build_mmdet_config",
+    "backends",
+    "weights",
+    "ConfigError",
+    "DataError",
+    "UserError",
+    "WeightsError",
+    "__version__",
+]
 
 
 def __getattr__(name: str):

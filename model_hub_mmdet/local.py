@@ -6,11 +6,12 @@ Determined's ``DistributedContext.from_torch_distributed()``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,11 +207,10 @@ def train_local(
     hparams = local_hparams(exp_conf.get("hyperparameters") or {})
     total = max_batches or max_batches_of(exp_conf)
     start = checkpoint_batches_trained(resume) if resume else 0
-    remaining = total - start  # Determined's local mode counts from 0 again after a resume
-    if remaining <= 0:
+    if start >= total:
         raise ConfigError(f"--resume {resume}: the checkpoint already trained {start} of {total} batches")
-    val_period = validation_period or period_batches(exp_conf, "min_validation_period") or remaining
-    ckpt_period = checkpoint_period or period_batches(exp_conf, "min_checkpoint_period") or remaining
+    val_period = validation_period or period_batches(exp_conf, "min_validation_period") or total
+    ckpt_period = checkpoint_period or period_batches(exp_conf, "min_checkpoint_period") or total
 
     result = RunResult()
     chief = int(os.environ.get("RANK", "0")) == 0
@@ -221,17 +221,45 @@ def train_local(
             _set_local_tensorboard_dir(ctx, Path(tensorboard_dir))
         trial = trial_cls(ctx)
         trainer = pytorch.Trainer(trial, ctx)
-        trainer.fit(
-            max_length=pytorch.Batch(remaining),
-            validation_period=pytorch.Batch(min(val_period, remaining)),
-            checkpoint_period=pytorch.Batch(min(ckpt_period, remaining)),
-            latest_checkpoint=str(resume) if resume else None,
-            test_mode=test_mode,
-        )
+        with _steps_completed(start):
+            trainer.fit(
+                max_length=pytorch.Batch(total),
+                validation_period=pytorch.Batch(min(val_period, total)),
+                checkpoint_period=pytorch.Batch(min(ckpt_period, total)),
+                latest_checkpoint=str(resume) if resume else None,
+                test_mode=test_mode,
+            )
         result.batches_trained = trial.batches_trained
     if progress is not None:
         progress.close()
     return result
+
+
+@contextlib.contextmanager
+def _steps_completed(start: int) -> Iterator[None]:
+    """Tell Determined's local-mode controller how many batches a resumed checkpoint had trained.
+
+    On a cluster ``Trainer.fit`` passes the trial's ``steps_completed`` to its controller; in local mode it
+    passes 0, so batch indices, periods and the end of training would count from 0 again after a resume
+    (training past ``max_length``). Passing the checkpoint's count gives local resumes cluster semantics.
+    """
+    if not start:
+        yield
+        return
+    from determined import pytorch
+
+    original = pytorch._PyTorchTrialController
+
+    class ResumedController(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["steps_completed"] = start
+            super().__init__(*args, **kwargs)
+
+    pytorch._PyTorchTrialController = ResumedController
+    try:
+        yield
+    finally:
+        pytorch._PyTorchTrialController = original
 
 
 def _set_local_tensorboard_dir(ctx: Any, path: Path) -> None:
