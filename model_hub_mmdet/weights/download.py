@@ -191,7 +191,8 @@ def _download_http(url: str, part: Path, label: str) -> None:
             return
         except _Retryable as err:
             if attempt == retries:
-                if isinstance(err.__cause__, urllib.error.URLError):
+                cause = err.__cause__
+                if isinstance(cause, urllib.error.URLError) and not isinstance(cause, urllib.error.HTTPError):
                     raise _offline_error(url, err, part.with_suffix("")) from err
                 raise WeightsError(f"downloading {url} failed after {retries + 1} attempts: {err}") from err
             delay = min(MAX_BACKOFF_S, 2.0**attempt)

@@ -63,6 +63,16 @@ def test_resume_after_dropped_connection(file_server: FileServer, monkeypatch, c
     assert "retrying" in caplog.text
 
 
+def test_server_errors_are_retried_then_reported(file_server: FileServer, monkeypatch):
+    monkeypatch.setattr(download, "MAX_BACKOFF_S", 0.0)
+    url, path = _zoo_url(file_server, monkeypatch, BODY, fail_first=2)
+    assert fetch(zoo.zoo_url(url), zoo.expected_hash(url)).read_bytes() == BODY
+    assert len(file_server.gets(path)) == 3
+    file_server.add("/down.pth", b"x", fail_first=100)
+    with pytest.raises(WeightsError, match=r"/down.pth failed after 4 attempts: HTTP 503"):
+        fetch(file_server.base + "/down.pth")
+
+
 def test_leftover_part_from_a_killed_process_is_resumed(file_server: FileServer, monkeypatch):
     url, path = _zoo_url(file_server, monkeypatch, BODY)
     dest = cache_path(zoo.zoo_url(url))

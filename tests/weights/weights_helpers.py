@@ -23,6 +23,7 @@ class Served:
     body: bytes
     drop_after: int | None = None  # close the first response's connection after this many body bytes
     delay_s: float = 0.0  # pause between 64 KiB blocks, so concurrent clients overlap
+    fail_first: int = 0  # answer this many requests with 503 first
 
 
 @dataclass
@@ -60,6 +61,10 @@ def file_handler(server: FileServer):
             server.requests.append((self.path, rng))
             if served is None:
                 self.send_error(404)
+                return
+            if served.fail_first:
+                served.fail_first -= 1
+                self.send_error(503)
                 return
             body, start = served.body, 0
             if rng and rng.startswith("bytes="):
