@@ -64,12 +64,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _torchrun(args: argparse.Namespace) -> int:
     """Re-run this command under torchrun with ``--nproc`` processes (gloo on CPU)."""
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg.startswith("--nproc="):
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        argv.append(arg)
+    # The arguments travel in the environment: torchrun's own parser would claim options such as --local.
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
-    cmd += ["-m", "model_hub_mmdet.cli"] + [a for a in sys.argv[1:] if not a.startswith("--nproc")]
-    if "--nproc" in sys.argv[1:]:
-        i = cmd.index("--nproc")
-        del cmd[i : i + 2]
-    env = dict(os.environ)
+    cmd += ["-m", "model_hub_mmdet.cli"]
+    env = dict(os.environ, MODEL_HUB_MMDET_ARGV=json.dumps(argv))
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
     env["USE_TORCH_DISTRIBUTED"] = "1"
     return subprocess.call(cmd, env=env)
@@ -197,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and "MODEL_HUB_MMDET_ARGV" in os.environ:  # a worker started by _torchrun
+        argv = json.loads(os.environ["MODEL_HUB_MMDET_ARGV"])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"

@@ -107,7 +107,9 @@ class PredictionGatherer(pytorch.MetricReducer):
         by_index: dict[int, Any] = {}
         for items in per_slot_metrics:
             for idx, result in items:
-                by_index.setdefault(idx, result)
+                if idx in by_index:
+                    raise RuntimeError(f"validation image {idx} was predicted by more than one slot")
+                by_index[idx] = result
         missing = self.dataset_size - len(by_index)
         if missing:
             raise RuntimeError(f"validation covered {len(by_index)} of {self.dataset_size} images ({missing} missing)")

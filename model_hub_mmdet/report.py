@@ -55,7 +55,7 @@ def draw_predictions(
         ax.imshow(mmcv.bgr2rgb(drawn))
         ax.set_title(Path(image).name, fontsize=8)
         ax.axis("off")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.01, wspace=0.05)
     out = Path(out)
     fig.savefig(out, dpi=100)
     plt.close(fig)

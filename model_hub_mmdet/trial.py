@@ -209,7 +209,13 @@ class MMDetTrial(pytorch.PyTorchTrial):
         from mmdet.models import build_detector
 
         model = build_detector(self.cfg.model, train_cfg=self.cfg.get("train_cfg"), test_cfg=self.cfg.get("test_cfg"))
-        model.init_weights()
+        mmcv_logger = logging.getLogger("mmcv")  # init_weights logs every tensor's initialiser at INFO
+        level = mmcv_logger.level
+        mmcv_logger.setLevel(max(level, logging.WARNING))
+        try:
+            model.init_weights()
+        finally:
+            mmcv_logger.setLevel(level)
         model.CLASSES = self.train_dataset.CLASSES
         if not torch.cuda.is_available() and any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()):
             from mmcv.cnn.utils import revert_sync_batchnorm
