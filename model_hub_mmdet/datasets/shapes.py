@@ -6,8 +6,10 @@
     out_dir/val/000000.png ...     out_dir/annotations/val.json
 
 Everything is drawn from ``numpy.random.RandomState(seed)``: the same arguments give byte-identical files.
-Shapes overlap; an occluded shape's box and polygon mask describe only its visible part, and shapes that
-are mostly hidden are dropped, so every annotation is learnable.
+Shapes overlap; an occluded shape's box and polygon mask describe only its visible part, and shapes with less
+than ``min_visible`` of their area visible are dropped (they stay in the picture, unannotated, like clutter),
+so every annotation is learnable. Each annotation's polygons decode (pycocotools) to exactly its visible
+pixels, and its ``bbox`` and ``area`` are those pixels' tight box and count, so box, mask and area agree.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model_hub_mmdet.errors import ConfigError
+
 CLASSES = ("rectangle", "ellipse", "triangle")
 SPLIT_SEED_OFFSET = {"train": 0, "val": 1_000_003}
+MIN_PIXELS = 16  # a shape (or its visible part) smaller than this is never annotated
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,30 @@ class ShapesSpec:
     max_extent: float = 0.5
     min_visible: float = 0.4  # drop shapes with less than this fraction visible
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.size, int) or self.size < 32:
+            raise ConfigError(f"shapes size={self.size!r}: images must be at least 32 px; pass size=128")
+        if not 1 <= self.min_objects <= self.max_objects:
+            raise ConfigError(
+                f"shapes min_objects={self.min_objects}, max_objects={self.max_objects}: need 1 <= min <= max"
+            )
+        if not 0 < self.min_extent <= self.max_extent <= 1:
+            raise ConfigError(
+                f"shapes min_extent={self.min_extent}, max_extent={self.max_extent}: need 0 < min <= max <= 1"
+                " (fractions of the image side)"
+            )
+        if not 0 <= self.min_visible <= 1:
+            raise ConfigError(f"shapes min_visible={self.min_visible}: must be a fraction between 0 and 1")
+
+
+@dataclass
+class DrawnShape:
+    """One shape as drawn: its class index, its whole mask and the part of it left visible on top."""
+
+    label: int
+    full: np.ndarray  # bool (size, size): every pixel the shape was painted on
+    visible: np.ndarray  # bool (size, size): the pixels no later shape painted over
+
 
 def _background(rng: np.random.RandomState, size: int) -> np.ndarray:
     """A smooth colour gradient plus low-frequency blotches and pixel noise."""
@@ -45,7 +74,7 @@ def _background(rng: np.random.RandomState, size: int) -> np.ndarray:
 
 
 def _shape_mask(rng: np.random.RandomState, kind: str, size: int, spec: ShapesSpec) -> np.ndarray:
-    """A filled mask of one shape at a random place, size and rotation."""
+    """A filled mask of one shape at a random place, size and rotation (it may run off the image)."""
     mask = np.zeros((size, size), np.uint8)
     w = rng.uniform(spec.min_extent, spec.max_extent) * size
     h = rng.uniform(spec.min_extent, spec.max_extent) * size
@@ -63,50 +92,71 @@ def _shape_mask(rng: np.random.RandomState, kind: str, size: int, spec: ShapesSp
     return mask
 
 
-def _polygons(mask: np.ndarray) -> list[list[float]]:
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
-
-
-def _draw_image(rng: np.random.RandomState, spec: ShapesSpec):
+def render_image(rng: np.random.RandomState, spec: ShapesSpec) -> tuple[np.ndarray, list[DrawnShape]]:
+    """Paint one RGB image and return it with every shape painted on it, in drawing order (last on top)."""
     size = spec.size
     img = _background(rng, size)
     n = rng.randint(spec.min_objects, spec.max_objects + 1)
-    objects = []  # (label, full mask), in drawing order
+    shapes: list[DrawnShape] = []
     for _ in range(n):
         label = rng.randint(len(CLASSES))
-        mask = _shape_mask(rng, CLASSES[label], size, spec)
-        if mask.sum() < 16:
+        mask = _shape_mask(rng, CLASSES[label], size, spec) > 0
+        if mask.sum() < MIN_PIXELS:
             continue
         colour = rng.randint(0, 256, 3)
-        # Keep shapes distinguishable from the background they sit on.
-        colour = np.where(np.abs(colour - img[mask > 0].mean(0)) < 60, (colour + 128) % 256, colour)
+        # Keep shapes distinguishable from whatever they are painted over.
+        colour = np.where(np.abs(colour - img[mask].mean(0)) < 60, (colour + 128) % 256, colour)
         texture = rng.normal(0, 10, size=(size, size, 1))
         shaded = np.clip(colour[None, None, :] + texture, 0, 255).astype(np.uint8)
-        img[mask > 0] = shaded[mask > 0]
-        objects.append((label, mask))
-    anns = []
+        img[mask] = shaded[mask]
+        shapes.append(DrawnShape(int(label), mask, mask.copy()))
     covered = np.zeros((size, size), bool)
-    for label, mask in reversed(objects):  # later shapes are on top
-        visible = (mask > 0) & ~covered
-        covered |= mask > 0
-        if visible.sum() < spec.min_visible * mask.sum() or visible.sum() < 16:
+    for shape in reversed(shapes):  # later shapes are on top
+        shape.visible &= ~covered
+        covered |= shape.full
+    return img, shapes
+
+
+def polygons(mask: np.ndarray) -> list[list[float]]:
+    """The outlines of ``mask`` as COCO polygons ``[x0, y0, x1, y1, ...]`` that pycocotools rasterises back to
+    exactly ``mask``.
+
+    COCO polygons live in continuous coordinates (pixel ``i`` spans ``[i, i+1)``) and a pixel is inside when its
+    centre is. OpenCV contours run through the centres of the border pixels, so used as they are they lose part
+    of the border. Tracing the mask at twice the resolution puts each vertex a quarter pixel outside the border
+    pixel centres instead, which round-trips exactly and keeps even one-pixel slivers."""
+    up = cv2.resize(mask.astype(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [((c.reshape(-1) + 0.5) / 2).tolist() for c in contours if len(c) >= 3]
+
+
+def is_annotated(shape: DrawnShape, spec: ShapesSpec) -> bool:
+    """The visible-area rule: annotate a shape only if enough of it shows."""
+    seen = int(shape.visible.sum())
+    return seen >= MIN_PIXELS and seen >= spec.min_visible * int(shape.full.sum())
+
+
+def annotate(shapes: list[DrawnShape], spec: ShapesSpec) -> list[dict]:
+    """COCO annotations (without ids) of the shapes that pass :func:`is_annotated`, in drawing order."""
+    anns = []
+    for shape in shapes:
+        if not is_annotated(shape, spec):
             continue
-        polys = _polygons(visible)
+        polys = polygons(shape.visible)
         if not polys:
             continue
-        ys, xs = np.nonzero(visible)
-        x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+        ys, xs = np.nonzero(shape.visible)
+        x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
         anns.append(
             dict(
-                category_id=int(label) + 1,
+                category_id=shape.label + 1,
                 bbox=[float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-                area=float(visible.sum()),
+                area=float(shape.visible.sum()),
                 segmentation=polys,
                 iscrowd=0,
             )
         )
-    return img, anns[::-1]
+    return anns
 
 
 def make_split(out_dir: str | Path, split: str, count: int, seed: int = 0, spec: ShapesSpec = ShapesSpec()) -> Path:
@@ -117,11 +167,11 @@ def make_split(out_dir: str | Path, split: str, count: int, seed: int = 0, spec:
     rng = np.random.RandomState(seed + SPLIT_SEED_OFFSET.get(split, 7))
     images, annotations = [], []
     for i in range(count):
-        img, anns = _draw_image(rng, spec)
+        img, shapes = render_image(rng, spec)
         name = f"{i:06d}.png"
         cv2.imwrite(str(out_dir / split / name), img[:, :, ::-1])  # RGB -> BGR for cv2
         images.append(dict(id=i + 1, file_name=name, width=spec.size, height=spec.size))
-        for ann in anns:
+        for ann in annotate(shapes, spec):
             annotations.append(dict(ann, id=len(annotations) + 1, image_id=i + 1))
     coco = dict(
         info=dict(description=f"model_hub_mmdet synthetic shapes, split={split}, seed={seed}"),
@@ -137,7 +187,13 @@ def make_split(out_dir: str | Path, split: str, count: int, seed: int = 0, spec:
 def make_shapes(
     out_dir: str | Path, train: int = 400, val: int = 50, size: int = 128, seed: int = 0, **spec_kwargs
 ) -> dict[str, Path]:
-    """Write train and val splits under ``out_dir``; returns ``{"train": ann_path, "val": ann_path}``."""
+    """Write train and val splits under ``out_dir``; returns ``{"train": ann_path, "val": ann_path}``.
+
+    ``spec_kwargs`` are :class:`ShapesSpec` fields (``max_objects=3``, ``min_visible=0.5``, ...)."""
+    unknown = sorted(set(spec_kwargs) - set(ShapesSpec.__dataclass_fields__))
+    if unknown:
+        valid = ", ".join(f for f in ShapesSpec.__dataclass_fields__ if f != "size")
+        raise ConfigError(f"make_shapes: unknown option(s) {', '.join(unknown)}; valid: size, {valid}")
     spec = ShapesSpec(size=size, **spec_kwargs)
     return {
         "train": make_split(out_dir, "train", train, seed, spec),
