@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate an experiment YAML offline and summarise it")
     p.add_argument("experiment")
-    p.add_argument("--context", help="context directory (default: the YAML's directory)")
+    p.add_argument("--context", help="context directory (default: current directory, as det experiment create .)")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("train", help="train an experiment on this machine with Determined's Trainer")

@@ -102,6 +102,7 @@ def check_experiment(path: str | os.PathLike, context_dir: str | os.PathLike | N
     from model_hub_mmdet.config import (
         apply_overrides,
         build_mmdet_config,
+        context_on_sys_path,
         finalize,
         load_config,
         merge_config_file,
@@ -118,7 +119,8 @@ def check_experiment(path: str | os.PathLike, context_dir: str | os.PathLike | N
     except UserError as err:
         problems.append(str(err))
         return report
-    context_dir = Path(context_dir or Path(path).resolve().parent)
+    context_dir = Path(context_dir or ".")
+    context_on_sys_path(context_dir)
     raw_hparams = conf.get("hyperparameters")
     if not isinstance(raw_hparams, Mapping):
         problems.append(f"{path}: hyperparameters section missing")

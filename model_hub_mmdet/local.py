@@ -25,16 +25,23 @@ def local_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
     """Plain values for a local run from Determined hyperparameter specs: ``const`` -> its ``val``,
     ``categorical`` -> its first value, ``int``/``double``/``log`` -> the middle of the range; nested specs
     (``type: object``) recurse. Plain values pass through."""
-    out: dict[str, Any] = {}
-    for key, spec in hparams.items():
-        out[key] = _local_value(key, spec)
-    return out
+    return {key: _local_value(key, spec) for key, spec in hparams.items()}
+
+
+HPARAM_TYPES = ("const", "categorical", "int", "double", "log", "object")
 
 
 def _local_value(key: str, spec: Any) -> Any:
-    if not isinstance(spec, Mapping) or "type" not in spec:
+    if not isinstance(spec, Mapping):
         return spec
+    if "type" not in spec:  # a nested hyperparameter group (e.g. override_mmdet_config)
+        return {k: _local_value(f"{key}.{k}", v) for k, v in spec.items()}
     kind = spec["type"]
+    if kind not in HPARAM_TYPES:
+        raise ConfigError(
+            f"hyperparameters.{key}: a mapping with type: {kind!r} is read by Determined as a hyperparameter spec;"
+            f" write mmdet dicts with dotted keys ({key}.type: {kind}) or as {{type: const, val: {{...}}}}"
+        )
     if kind == "const":
         return spec["val"]
     if kind == "categorical":
@@ -45,9 +52,7 @@ def _local_value(key: str, spec: Any) -> Any:
         return (float(spec["minval"]) + float(spec["maxval"])) / 2
     if kind == "log":
         return float(spec.get("base", 10)) ** ((float(spec["minval"]) + float(spec["maxval"])) / 2)
-    if kind == "object":
-        return {k: _local_value(k, v) for k, v in spec["vals"].items()}
-    raise ConfigError(f"hyperparameters.{key}: unknown hyperparameter type {kind!r}")
+    return {k: _local_value(f"{key}.{k}", v) for k, v in spec["vals"].items()}  # object
 
 
 def max_batches_of(exp_conf: Mapping[str, Any], default: int | None = None) -> int:

@@ -17,7 +17,7 @@ from model_hub_mmdet.config.dump import config_text, dump_config, redact
 from model_hub_mmdet.config.file_client import substitute_file_client_args
 from model_hub_mmdet.config.finalize import evaluate_kwargs, finalize, split_evaluation_cfg
 from model_hub_mmdet.config.overrides import apply_overrides, coerce_like
-from model_hub_mmdet.config.resolve import bundled_config_dir, load_config, resolve_config_path
+from model_hub_mmdet.config.resolve import bundled_config_dir, context_on_sys_path, load_config, resolve_config_path
 from model_hub_mmdet.errors import ConfigError
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "evaluate_kwargs",
     "resolve_config_path",
     "bundled_config_dir",
+    "context_on_sys_path",
     "load_config",
     "config_text",
     "dump_config",
@@ -70,6 +71,7 @@ def build_mmdet_config(
             "hyperparameters.config_file is required: an MMDetection config such as"
             " mask_rcnn/mask_rcnn_r50_fpn_1x_coco.py"
         )
+    context_on_sys_path(context_dir)
     cfg = load_config(resolve_config_path(hparams["config_file"], context_dir))
     if hparams.get("merge_config"):
         cfg = merge_config_file(cfg, resolve_config_path(hparams["merge_config"], context_dir, key="merge_config"))

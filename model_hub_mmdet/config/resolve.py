@@ -44,6 +44,14 @@ def config_search_dirs(context_dir: str | os.PathLike = ".") -> list[Path]:
     return dirs
 
 
+def context_on_sys_path(context_dir: str | os.PathLike = ".") -> None:
+    """Make modules in the context directory importable (``custom_imports``, custom datasets, trial classes),
+    as Determined does on a cluster by starting the entrypoint there."""
+    path = str(Path(context_dir).resolve())
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+
 def resolve_config_path(name: str, context_dir: str | os.PathLike = ".", key: str = "config_file") -> Path:
     """Find ``name``: absolute path; relative to ``context_dir``; to ``$MMDETECTION_CONFIG_DIR``; to mmdet's
     bundled configs. A missing path with a ``configs/`` segment (the old docker layout) falls back to the

@@ -1,0 +1,38 @@
+"""Customising MMDetTrial by subclassing: freeze the backbone for a warm-up, report detections per image.
+
+Use it with ``entrypoint: ... --trial examples.subclass.trial:FrozenBackboneTrial``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from model_hub_mmdet import MMDetTrial
+
+
+class FrozenBackboneTrial(MMDetTrial):
+    """Trains only neck and heads for the first ``freeze_backbone_batches`` batches (a hyperparameter),
+    then everything; adds ``backbone_frozen`` to the training metrics and ``detections_per_image`` to the
+    validation metrics.
+
+    Freezing by ``requires_grad`` is for one process; under DDP use mmdet's ``frozen_stages`` instead.
+    """
+
+    def train_batch(self, batch: Any, epoch_idx: int, batch_idx: int) -> dict[str, Any]:
+        frozen = self.batches_trained < int(self.hparams.get("freeze_backbone_batches", 0))
+        for param in self.detector.backbone.parameters():
+            param.requires_grad_(not frozen)
+        metrics = super().train_batch(batch, epoch_idx, batch_idx)
+        metrics["backbone_frozen"] = float(frozen)
+        return metrics
+
+    def evaluate(self, results: list[Any]) -> dict[str, float]:
+        metrics = super().evaluate(results)
+        boxes = [r[0] if isinstance(r, tuple) else r for r in results]
+        score_thr = 0.3
+        metrics["detections_per_image"] = float(
+            np.mean([sum(int((cls[:, 4] > score_thr).sum()) for cls in per_image) for per_image in boxes])
+        )
+        return metrics
