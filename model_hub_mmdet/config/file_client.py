@@ -8,6 +8,7 @@ from typing import Any
 
 from mmcv import ConfigDict
 
+from model_hub_mmdet.backends.base import normalize_file_client_args
 from model_hub_mmdet.config.dump import redact
 from model_hub_mmdet.errors import ConfigError
 
@@ -68,10 +69,12 @@ def substitute_file_client_args(
         target = path + ("file_client_args",)
         return any(k[: len(target)] == target for k in keep)
 
+    # As mmcv's FileClient must receive them (the object-store backends' `prefix` becomes `key_prefix`).
+    args = normalize_file_client_args(copy.deepcopy(dict(file_client_args)))
     count = 0
     for path, node in loading_steps(cfg) + dataset_nodes(cfg):
         if kept(path):
             continue
-        node["file_client_args"] = ConfigDict(copy.deepcopy(dict(file_client_args)))
+        node["file_client_args"] = ConfigDict(copy.deepcopy(args))
         count += 1
     return count

@@ -189,3 +189,16 @@ def test_args_of_the_same_backend_merge_and_of_another_replace(tmp_path: Path) -
     assert cfg.data.train.pipeline[0].file_client_args == {**s3, "bucket_name": "c"}
     assert cfg.data.train.pipeline[1].file_client_args == {"backend": "disk"}
     assert cfg.data.train.file_client_args == s3
+
+
+def test_object_store_args_reach_mmcv_in_the_form_it_accepts(tmp_path: Path) -> None:
+    """``prefix`` (a key prefix for the s3/gcs backends) would be a URI scheme to mmcv's FileClient."""
+    from model_hub_mmdet.backends import S3Backend, register
+
+    register()
+    args = {"backend": "s3", "bucket_name": "b", "prefix": "datasets/v2", "cache_dir": str(tmp_path / "cache")}
+    cfg = _build(FASTER_RCNN, tmp_path, file_client_args=args)
+    expected = {"backend": "s3", "bucket_name": "b", "key_prefix": "datasets/v2", "cache_dir": str(tmp_path / "cache")}
+    _assert_everywhere(cfg, expected)
+    client = FileClient(**cfg.data.train.pipeline[0].file_client_args).client  # no request is made
+    assert isinstance(client, S3Backend)
