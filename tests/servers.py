@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -50,17 +51,23 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> Server:
         """Start and wait until the health URL answers."""
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # The server's log goes to a file, never to an unread pipe: a full pipe would block the server mid-request.
+        self._log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {err[-2000:]}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.log()[-2000:]}")
             if self.healthy():
                 return self
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{self.name} did not become healthy on port {self.port} within {timeout} s")
+
+    def log(self) -> str:
+        """What the server printed so far."""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
 
     def healthy(self) -> bool:
         try:
@@ -79,8 +86,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self._log.close()
         self.proc = None
 
 
@@ -147,8 +153,9 @@ class FaultProxy:
     ``status`` (status 0 = close the connection without answering); the rest are forwarded unchanged.
     ``requests`` counts every request seen (``paths`` lists them), ``connections`` every TCP connection accepted."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, latency: float = 0.0, port: int = 0) -> None:
         self.upstream = upstream.split("://", 1)[1]
+        self.latency = latency  # seconds added before forwarding each request (a cloud store's time to first byte)
         self._lock = threading.Lock()
         self._failures: list[int] = []
         self.requests = 0
@@ -164,6 +171,8 @@ class FaultProxy:
 
             def setup(self) -> None:
                 super().setup()
+                # Headers and body go out in separate writes; without TCP_NODELAY, Nagle + delayed ACK add 40 ms.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with proxy._lock:
                     proxy.connections += 1
 
@@ -186,6 +195,8 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
+                if proxy.latency:
+                    time.sleep(proxy.latency)
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
                 conn.request(self.command, self.path, body=body or None, headers=headers)
@@ -203,7 +214,7 @@ class FaultProxy:
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
 
-        self._server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self._server = http.server.ThreadingHTTPServer((HOST, port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -221,3 +232,29 @@ class FaultProxy:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def start_proxy(upstream: Server, latency: float = 0.0, health_path: str | None = None) -> Server:
+    """A :class:`FaultProxy` with ``latency`` in its own process (so its threads do not share the caller's GIL),
+    in front of ``upstream``; returned as a :class:`Server`."""
+    port = free_port()
+    argv = [sys.executable, __file__, "proxy", upstream.endpoint, str(latency), str(port)]
+    return Server(argv, port, health_path or upstream.health_path, name="latency-proxy").start()
+
+
+def _serve_proxy(upstream: str, latency: str, port: str) -> None:
+    proxy = FaultProxy(upstream, latency=float(latency), port=int(port))
+    try:
+        proxy._thread.join()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if len(sys.argv) == 5 and sys.argv[1] == "proxy":
+        _serve_proxy(*sys.argv[2:])
+    else:
+        sys.exit("usage: servers.py proxy UPSTREAM_URL LATENCY_SECONDS PORT")
