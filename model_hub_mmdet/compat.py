@@ -11,6 +11,9 @@ Each fix is the narrowest one that works, and each is exercised by ``tests/test_
   scalars/arrays in ``meta``. Instead of turning the safe loader off, the numpy array/dtype/scalar
   reconstructors are allow-listed, so Determined's resume and mmcv's ``load_checkpoint`` keep loading with
   ``weights_only=True``. Nothing executable is allowed: object arrays still need globals that stay refused.
+* **torch's "No CUDA runtime is found" line.** ``import mmcv.ops`` loads ``torch.utils.cpp_extension``, whose
+  import logs a warning whenever the CUDA toolkit is on disk but no GPU is visible (every CPU run of the CUDA
+  torch build). Only that logger's warnings are dropped.
 * **mmcv's v2.0 banner.** ``import mmcv`` warns about a release that happened years ago on every process
   (and every data-loader worker); it is silenced by message, nothing else is.
 """
@@ -56,6 +59,13 @@ def allow_numpy_in_weights_only_load() -> None:
         add(numpy_safe_globals())
 
 
+def silence_cpp_extension_cuda_notice() -> None:
+    """Keep ``torch.utils.cpp_extension``'s import-time CUDA_HOME notice out of CPU runs."""
+    import logging
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
+
 def silence_mmcv_banner() -> None:
     """Drop mmcv 1.x's "MMCV will release v2.0.0" import-time warning."""
     warnings.filterwarnings("ignore", message="On January 1, 2023, MMCV will release v2.0.0")
@@ -71,5 +81,6 @@ def apply() -> None:
         return
     restore_numpy_aliases()
     silence_mmcv_banner()
+    silence_cpp_extension_cuda_notice()
     allow_numpy_in_weights_only_load()
     _applied = True

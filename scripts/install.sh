@@ -3,6 +3,7 @@
 #
 #   bash scripts/install.sh            # runtime + test tools
 #   VENV=/some/where bash scripts/install.sh
+#   VENV=none PYTHON=python3 bash scripts/install.sh   # into that Python itself, keeping its torch (images)
 #
 # The only slow step is mmcv-full 1.7.2, which has no wheel on PyPI: it is built from its sdist
 # (patched for torch 2.14's C++20 headers) once, and the wheel is cached under
@@ -18,25 +19,41 @@ MMCV_VERSION="1.7.2"
 WHEEL_CACHE="${MODEL_HUB_MMDET_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/model_hub_mmdet/wheels}"
 
 step() { printf '\n==> %s\n' "$*"; }
+# torch 2.14's metadata asks for setuptools>=77 while mmcv's build needs <70; pip reports that mismatch as an
+# "ERROR" on every install although nothing is wrong. Drop just those lines, keep pip's exit status.
+pip_quiet() {
+  "${PIP[@]}" "$@" 2>&1 | { grep -v -e "dependency resolver does not currently take into account" \
+    -e "requires setuptools>=" || true; }
+  return "${PIPESTATUS[0]}"
+}
 die() { printf '\ninstall.sh: error: %s\n' "$*" >&2; exit 1; }
 trap 'die "step failed at line $LINENO (see the output above)"' ERR
 
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found; set PYTHON=/path/to/python3.11"
 
-if [ ! -x "$VENV/bin/python" ]; then
+if [ "$VENV" = none ]; then
+  PY="$(command -v "$PYTHON")"
+elif [ -x "$VENV/bin/python" ]; then
+  PY="$VENV/bin/python"
+else
   step "creating virtualenv $VENV"
   "$PYTHON" -m venv "$VENV"
+  PY="$VENV/bin/python"
 fi
-PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 export PIP_NO_INPUT=1
 
-step "torch $TORCH_VERSION, torchvision $TORCHVISION_VERSION and build tools"
-"${PIP[@]}" install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" \
-  wheel ninja "numpy>=2" "opencv-python-headless>=4.8" "yapf==0.40.1"
+if [ "$VENV" = none ] && "$PY" -c 'import torch, torchvision' 2>/dev/null; then
+  step "keeping this Python's torch $("$PY" -c 'import torch; print(torch.__version__)')"
+  TORCH_PINS=()
+else
+  TORCH_PINS=("torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION")
+fi
+step "torch, torchvision and build tools"
+"${PIP[@]}" install -q "${TORCH_PINS[@]}" wheel ninja "numpy>=2" "opencv-python-headless>=4.8" "yapf==0.40.1"
 # mmcv-full's setup.py imports pkg_resources (gone in setuptools>=70); torch's metadata asks for >=77 but
 # does not need it at run time, so this is installed on its own (pip only notes the mismatch).
-"${PIP[@]}" install -q "setuptools<70"
+pip_quiet install -q "setuptools<70"
 
 # CUDA ops only where they can run: nvcc on PATH and a visible GPU (FORCE_CUDA=1/0 overrides).
 if [ -z "${FORCE_CUDA:-}" ]; then
@@ -91,7 +108,7 @@ else
     step "using cached mmcv-full wheel $wheel"
   fi
   "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel"
-  "${PIP[@]}" install -q addict packaging Pillow pyyaml
+  pip_quiet install -q addict packaging Pillow pyyaml
   "$PY" - "$CACHE_DIR" <<'EOF'
 import pathlib, sys, mmcv
 pathlib.Path(mmcv.__file__).with_name(".model_hub_mmdet_build_key").write_text(sys.argv[1])
@@ -99,7 +116,7 @@ EOF
 fi
 
 step "model_hub_mmdet with mmdet, determined, cloud SDKs and test tools"
-"${PIP[@]}" install -q -e "$ROOT[test]"
+pip_quiet install -q -e "$ROOT[test]"
 
 step "checking the stack imports"
 "$PY" - <<'EOF'
@@ -108,4 +125,4 @@ import torch, mmcv, mmdet, determined
 from mmcv.ops import nms  # noqa: F401  (compiled ops are present)
 print(f"torch {torch.__version__}  mmcv-full {mmcv.__version__}  mmdet {mmdet.__version__}  determined {determined.__version__}")
 EOF
-step "done: activate with 'source $VENV/bin/activate'"
+[ "$VENV" = none ] || step "done: activate with 'source $VENV/bin/activate'"

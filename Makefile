@@ -1,0 +1,33 @@
+# The two commands of README.md:
+#   make demo   install if needed, generate the shapes dataset, train Mask R-CNN locally, evaluate, plot
+#   make test   install if needed, lint, run the test suite
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.model_hub_mmdet-installed
+
+.PHONY: install demo test lint bench clean-runs
+
+install: $(STAMP)
+
+# Re-run the installer when it or the package's requirements change (it is idempotent and fast when warm).
+$(STAMP): scripts/install.sh setup.py pyproject.toml
+	bash scripts/install.sh
+	touch $(STAMP)
+
+data/shapes/annotations/val.json: | $(STAMP)
+	$(BIN)/model-hub-mmdet make-shapes data/shapes
+
+demo: install data/shapes/annotations/val.json
+	$(BIN)/model-hub-mmdet train examples/shapes/shapes.yaml --local --out runs/demo
+
+lint: install
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python bench/storage.py
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,171 @@
+"""The ``model-hub-mmdet`` command line: every YAML in the repo passes ``check``; errors are one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import tiny_experiment
+
+from model_hub_mmdet.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+REPO_YAMLS = sorted(
+    p.relative_to(REPO)
+    for p in [REPO / "maskrcnn.yaml", *REPO.glob("examples/**/*.yaml")]
+    if "hydra/conf" not in str(p)  # hydra groups are fragments; the composed configs are checked below
+)
+
+
+@pytest.fixture
+def in_repo(monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(REPO)
+    return REPO
+
+
+def test_repo_yamls_were_found() -> None:
+    assert Path("maskrcnn.yaml") in REPO_YAMLS and len(REPO_YAMLS) >= 7
+
+
+@pytest.mark.parametrize("path", REPO_YAMLS, ids=str)
+def test_every_repo_experiment_passes_check(path: Path, in_repo: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["check", str(path)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"{path}: OK" in out and "metrics" in out and "context" in out
+
+
+@pytest.mark.parametrize("groups", [["data=local"], ["data=s3", "searcher=adaptive"], ["hparams=coco_faster_rcnn"]])
+def test_hydra_example_composes_configs_that_pass_check(groups: list[str], in_repo: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DET_MASTER"}
+    out = subprocess.run(
+        [sys.executable, "examples/hydra/launch.py", *groups], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    composed = yaml.safe_load(out)
+    assert composed["entrypoint"].endswith("model_hub_mmdet:MMDetTrial")
+    exp = tmp_path / "composed.yaml"
+    exp.write_text(out)
+    assert main(["check", str(exp), "--context", str(in_repo)]) == 0
+
+
+def test_check_lists_every_problem(in_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = {
+        "hyperparameters": {
+            "global_batch_size": 6,
+            "config_file": "faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py",
+            "override_mmdet_config": {"optimizer.lrr.x": 1, "data.train.pipeline.40.img_scale": [1, 2]},
+        },
+        "resources": {"slots_per_trial": 4},
+        "searcher": {"name": "single", "metric": "segm_mAP", "max_length": {"batches": 10}},
+        "data": {"file_client_args": {"backend": "ftp"}},
+        "entrypoint": "model_hub_mmdet:NoSuchTrial",
+    }
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "global_batch_size=6 is not divisible by resources.slots_per_trial=4" in err
+    assert "optimizer.lrr does not exist" in err
+    assert "index 40 out of range" in err
+    assert "'ftp' is not a registered storage backend" in err
+    assert "NoSuchTrial is not a PyTorchTrial" in err
+
+
+def test_check_rejects_a_metric_the_model_cannot_produce(in_repo: Path, tmp_path: Path, capsys) -> None:
+    exp = yaml.safe_load((in_repo / "examples/faster_rcnn.yaml").read_text())
+    exp["searcher"]["metric"] = "segm_mAP"
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    assert main(["check", str(path), "--context", str(in_repo)]) == 1
+    assert "searcher.metric 'segm_mAP' is not produced" in capsys.readouterr().err
+
+
+def test_check_measures_context_size_with_detignore(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    exp = tiny_experiment(tmp_path / "data")
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
+    big = tmp_path / "data" / "blob.bin"
+    big.parent.mkdir()
+    big.write_bytes(os.urandom(1024) * 100 * 1024)  # 100 MiB
+    assert main(["check", str(tmp_path / "exp.yaml"), "--context", str(tmp_path)]) == 1
+    assert "over Determined's 95 MiB limit" in capsys.readouterr().err
+    (tmp_path / ".detignore").write_text("data/\n")
+    assert main(["check", str(tmp_path / "exp.yaml"), "--context", str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["check", "missing.yaml"], "missing.yaml: experiment file not found"),
+        (["print-config", "missing.yaml"], "experiment file not found"),
+        (["export", "/nonexistent/ckpt", "out.pth"], "/nonexistent/ckpt"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(argv: list[str], message: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "model_hub_mmdet.cli", *argv], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr
+    assert message in lines[-1]
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("hyperparameters:\n  a: [1, 2\n  b: 3\n")
+    assert main(["print-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "broken.yaml" in err and "line" in err and "invalid YAML" in err
+
+
+def test_print_config_redacts_secrets(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    exp = tiny_experiment(
+        tmp_path,
+        data={"file_client_args": {"backend": "s3", "bucket_name": "b", "aws_secret_access_key": "hunter2"}},
+    )
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
+    assert main(["print-config", str(tmp_path / "exp.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "aws_secret_access_key" in out and "bucket_name='b'" in out
+
+
+def test_make_shapes_writes_coco_splits(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["make-shapes", str(tmp_path), "--train", "3", "--val", "2", "--size", "48", "--seed", "1"]) == 0
+    val = json.loads((tmp_path / "annotations" / "val.json").read_text())
+    assert len(val["images"]) == 2 and val["images"][0]["width"] == 48
+    assert len(list((tmp_path / "train").glob("*.png"))) == 3
+
+
+@pytest.mark.parametrize("command", ["check", "train", "print-config", "export", "make-shapes"])
+def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: model-hub-mmdet" in capsys.readouterr().out
+
+
+def test_train_requires_local(capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "x.yaml"]) == 1
+    assert "det experiment create" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_local_writes_plots_checkpoint_export_and_resumes(
+    shapes_dir: Path, det_local: Path, capsys: pytest.CaptureFixture
+) -> None:
+    exp = tiny_experiment(shapes_dir, model="mask_rcnn", max_batches=2)
+    Path("exp.yaml").write_text(yaml.safe_dump(exp))
+    assert main(["train", "exp.yaml", "--local", "--out", "out", "--max-batches", "1"]) == 0
+    out = capsys.readouterr().out
+    for name in ("curves.png", "predictions.png", "model.pth", "model.py", "metrics.json"):
+        assert (Path("out") / name).is_file(), name
+    assert list((Path("out") / "tensorboard").glob("events.out.tfevents.*"))
+    assert "final validation: bbox_mAP=" in out and "segm_mAP=" in out
+    ckpt = next(line.split()[-1] for line in out.splitlines() if line.startswith("checkpoint:"))
+    assert main(["train", "exp.yaml", "--local", "--out", "out2", "--resume", ckpt]) == 0
+    resumed = json.loads((Path("out2") / "metrics.json").read_text())
+    assert resumed["training"][-1]["batches"] == 2
