@@ -1,0 +1,156 @@
+"""MMDetTrial options: auto_scale_lr, fp16 off GPU, cumulative gradients, SyncBN, examples, empty evaluations."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from helpers import data_overrides, tiny_experiment
+
+from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.local import _recorder_trial, local_hparams, train_local
+from model_hub_mmdet.trial import MMDetTrial, searcher_max_batches
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _Probe(MMDetTrial):
+    """Records what the trial built, then trains as usual."""
+
+    built: dict = {}
+
+    def __init__(self, context) -> None:
+        super().__init__(context)
+        _Probe.built = {
+            "lr": self.optimizer.param_groups[0]["initial_lr"]
+            if "initial_lr" in self.optimizer.param_groups[0]
+            else self.optimizer.param_groups[0]["lr"],
+            "scaler": self.scaler,
+            "syncbn": any(isinstance(m, torch.nn.SyncBatchNorm) for m in self.detector.modules()),
+            "bn": any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.detector.modules()),
+        }
+
+
+@pytest.mark.slow
+def test_auto_scale_lr_scales_by_global_batch(shapes_dir: Path, det_local: Path) -> None:
+    exp = tiny_experiment(
+        shapes_dir, global_batch_size=4, max_batches=1, auto_scale_lr=True,
+        overrides={"auto_scale_lr": {"enable": False, "base_batch_size": 16}, "optimizer.lr": 0.08},
+    )
+    train_local(exp, _Probe, validation_period=100)
+    assert _Probe.built["lr"] == pytest.approx(0.08 * 4 / 16)
+
+
+@pytest.mark.slow
+def test_fp16_and_syncbn_on_cpu_train_in_fp32_with_bn(shapes_dir: Path, det_local: Path, caplog) -> None:
+    exp = tiny_experiment(
+        shapes_dir, max_batches=1,
+        overrides={"fp16": {"loss_scale": 512.0}, "model.backbone.norm_cfg.type": "SyncBN"},
+    )
+    with caplog.at_level("INFO", logger="model_hub_mmdet"):
+        result = train_local(exp, _Probe, validation_period=100)
+    assert result.batches_trained == 1
+    assert _Probe.built["scaler"] is None and not _Probe.built["syncbn"] and _Probe.built["bn"]
+    assert "fp16 is configured but there is no GPU" in caplog.text
+    assert "SyncBN needs CUDA; converted to BatchNorm" in caplog.text
+
+
+@pytest.mark.slow
+def test_cumulative_gradients_need_matching_aggregation_frequency(shapes_dir: Path, det_local: Path) -> None:
+    overrides = {"optimizer_config": {"_delete_": True, "cumulative_iters": 2, "grad_clip": None}}
+    exp = tiny_experiment(shapes_dir, max_batches=2, overrides=overrides)
+    with pytest.raises(ConfigError, match="optimizations.aggregation_frequency: 2"):
+        train_local(exp, validation_period=100)
+    exp["optimizations"] = {"aggregation_frequency": 2}
+    assert train_local(exp, validation_period=100).batches_trained == 2
+
+
+def _example(path: str, shapes_dir: Path, **hparams) -> dict:
+    exp = yaml.safe_load((REPO / path).read_text())
+    exp["hyperparameters"].update(global_batch_size=2, **hparams)
+    exp["hyperparameters"].setdefault("override_mmdet_config", {}).update(
+        {**data_overrides(shapes_dir), "data.workers_per_gpu": 0, "data.train.pipeline.2.img_scale": [64, 64]}
+    )
+    return exp
+
+
+@pytest.mark.slow
+def test_subclass_example_runs(shapes_dir: Path, det_local: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_hub_mmdet.experiment import entrypoint_class, load_trial_class
+
+    monkeypatch.chdir(REPO)
+    exp = _example("examples/subclass/subclass.yaml", shapes_dir, freeze_backbone_batches=1)
+    trial_cls = load_trial_class(entrypoint_class(exp["entrypoint"]), REPO)
+    result = train_local(exp, trial_cls, max_batches=2, tensorboard_dir=det_local / "tb")
+    assert [m["backbone_frozen"] for m in result.training] == [0.5]  # frozen for 1 of 2 batches
+    assert "detections_per_image" in result.validations[-1]
+
+
+@pytest.mark.slow
+def test_custom_dataset_example_uses_its_class_and_classes(
+    shapes_dir: Path, det_local: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)
+    exp = _example("examples/custom_dataset/custom_dataset.yaml", shapes_dir)
+    seen = {}
+
+    class Probe(MMDetTrial):
+        def build_train_dataset(self):
+            dataset = super().build_train_dataset()
+            seen["type"], seen["classes"] = type(dataset).__name__, dataset.CLASSES
+            return dataset
+
+    result = train_local(exp, Probe, max_batches=1, tensorboard_dir=det_local / "tb")
+    assert seen == {"type": "ShapesDataset", "classes": ("rectangle", "triangle")}
+    assert "segm_mAP" in result.validations[-1]
+
+
+def test_empty_predictions_report_zero_for_each_expected_metric(shapes_dir: Path) -> None:
+    import numpy as np
+    from mmdet.datasets import build_dataset
+
+    from model_hub_mmdet.evaluation import evaluate_predictions
+
+    ds = build_dataset(
+        dict(type="CocoDataset", classes=("rectangle", "ellipse", "triangle"), pipeline=[], test_mode=True,
+             ann_file=str(shapes_dir / "annotations/val.json"), img_prefix=str(shapes_dir / "val"))
+    )
+    empty = [[np.zeros((0, 5), np.float32) for _ in range(3)] for _ in range(len(ds))]
+    metrics = evaluate_predictions(ds.evaluate, empty, {"metric": ["bbox"], "logger": "silent"})
+    assert metrics == {f"bbox_{s}": 0.0 for s in ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l")}
+
+
+def test_local_hparams_pick_values_from_search_specs() -> None:
+    spec = {
+        "global_batch_size": 8,
+        "override_mmdet_config": {
+            "optimizer.lr": {"type": "log", "base": 10, "minval": -3, "maxval": -1},
+            "optimizer.weight_decay": {"type": "categorical", "vals": [0.1, 0.2]},
+            "lr_config.step": {"type": "const", "val": [8, 11]},
+            "data.workers_per_gpu": {"type": "int", "minval": 1, "maxval": 4},
+        },
+    }
+    assert local_hparams(copy.deepcopy(spec))["override_mmdet_config"] == {
+        "optimizer.lr": pytest.approx(0.01),
+        "optimizer.weight_decay": 0.1,
+        "lr_config.step": [8, 11],
+        "data.workers_per_gpu": 2,
+    }
+    with pytest.raises(ConfigError, match=r"optimizer.type: AdamW"):
+        local_hparams({"optimizer": {"type": "AdamW", "lr": 1}})
+
+
+@pytest.mark.parametrize(
+    "length, expected",
+    [({"batches": 30}, 30), ({"epochs": 3}, 15), ({"records": 41}, 11), (None, None), (7, 7)],
+)
+def test_searcher_length_in_batches(length, expected) -> None:
+    conf = {"searcher": {"max_length": length}} if length is not None else {}
+    assert searcher_max_batches(conf, iters_per_epoch=5, global_batch_size=4) == expected
+
+
+def test_recorder_keeps_the_subclass_name() -> None:
+    assert _recorder_trial(_Probe, None).__name__ == "_Probe"  # type: ignore[arg-type]
