@@ -116,7 +116,7 @@ def _segments(key: Any) -> list[str]:
     return key.split(".")
 
 
-def _paths(node: Any, prefix: tuple = (), depth: int = 8) -> Iterator[tuple[str, ...]]:
+def _paths(node: Any, prefix: tuple = (), depth: int = 10) -> Iterator[tuple[str, ...]]:
     """Every dict-key path in the config (lists are walked with numeric segments)."""
     if depth == 0:
         return
@@ -255,29 +255,33 @@ def apply_overrides(cfg: Config, overrides: Mapping[str, Any] | None) -> set[tup
     written: set[tuple[str, ...]] = set()
     deleted = _apply_deletes(root, overrides, written)
     for key, value in overrides.items():
-        segs = _segments(key)
-        if segs[-1] == DELETE:
-            continue
-        node = root
-        for i, seg in enumerate(segs[:-1]):
-            below_deleted = any(i >= len(f) and tuple(segs[: len(f)]) == f for f in deleted)
-            if below_deleted and isinstance(node, Mapping) and not isinstance(node.get(seg), (Mapping, list)):
-                node[seg] = ConfigDict()  # a _delete_d subtree is rebuilt from its keys
-            node = _child(root, node, seg, key, segs[:i])
-        leaf = segs[-1]
-        if isinstance(node, list):
-            existing = node[_index(node, leaf, key, segs[:-1])]
-        elif isinstance(node, Mapping):
-            existing = node.get(leaf, _MISSING)
-        else:
-            existing = _child(root, node, leaf, key, segs[:-1])  # raises the "not a dict or list" error
-        if existing is _MISSING:  # below a _delete_d subtree the old value still tells the expected types
-            new = _to_config(coerce_like(_strip_delete(value), _deleted_template(deleted, segs)))
-        else:
-            new = _merged(value, existing, key, segs)
-        _set(node, leaf, new, key, segs[:-1])
-        written.update(_written_paths(value, tuple(segs)))
+        if _segments(key)[-1] != DELETE:
+            _apply_one(root, key, value, deleted)
+            written.update(_written_paths(value, tuple(_segments(key))))
     return written
+
+
+def _apply_one(root: Mapping, key: str, value: Any, deleted: Mapping[tuple[str, ...], Any]) -> None:
+    """Set one dotted ``key`` to ``value`` (merged/coerced against what is there)."""
+    segs = _segments(key)
+    node = root
+    for i, seg in enumerate(segs[:-1]):
+        below_deleted = any(i >= len(f) and tuple(segs[: len(f)]) == f for f in deleted)
+        if below_deleted and isinstance(node, Mapping) and not isinstance(node.get(seg), (Mapping, list)):
+            node[seg] = ConfigDict()  # a _delete_d subtree is rebuilt from its keys
+        node = _child(root, node, seg, key, segs[:i])
+    leaf = segs[-1]
+    if isinstance(node, list):
+        existing = node[_index(node, leaf, key, segs[:-1])]
+    elif isinstance(node, Mapping):
+        existing = node.get(leaf, _MISSING)
+    else:
+        existing = _child(root, node, leaf, key, segs[:-1])  # raises the "not a dict or list" error
+    if existing is _MISSING:  # below a _delete_d subtree the old value still tells the expected types
+        new = _to_config(coerce_like(_strip_delete(value), _deleted_template(deleted, segs)))
+    else:
+        new = _merged(value, existing, key, segs)
+    _set(node, leaf, new, key, segs[:-1])
 
 
 def _deleted_template(deleted: Mapping[tuple[str, ...], Any], segs: list[str]) -> Any:
