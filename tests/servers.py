@@ -148,6 +148,12 @@ def start_fake_gcs(port: int | None = None) -> Server:
     return Server(argv, port, "/storage/v1/b", name="fake-gcs-server").start()
 
 
+class _Listener(http.server.ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops the SYNs of a burst of new connections (prefetch threads plus
+    # loader workers), and each drop costs the client a 1 s retransmit: no real object store behaves like that.
+    request_queue_size = 128
+
+
 class FaultProxy:
     """An HTTP proxy on 127.0.0.1 in front of ``upstream``. ``fail(n, status)`` makes the next ``n`` requests get
     ``status`` (status 0 = close the connection without answering); the rest are forwarded unchanged.
@@ -214,7 +220,7 @@ class FaultProxy:
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
 
-        self._server = http.server.ThreadingHTTPServer((HOST, port), Handler)
+        self._server = _Listener((HOST, port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import os
 import posixpath
 import tempfile
@@ -35,6 +36,7 @@ from model_hub_mmdet.backends.retry import RetryPolicy
 from model_hub_mmdet.errors import ConfigError, DataError
 
 DEFAULT_CACHE_SIZE = "50GB"
+logger = logging.getLogger(__name__)
 
 
 class ObjectStoreBackend(BaseStorageBackend):
@@ -88,6 +90,7 @@ class ObjectStoreBackend(BaseStorageBackend):
         self.prefetch_threads = int(prefetch_threads)
         self._cache_args = (cache, cache_dir, cache_size)
         self.cache = self._make_cache(cache, cache_dir, cache_size)
+        self._cache_warned = False
         self._reset_process_state()
 
     # ------------------------------------------------------------------------------------- per-process client
@@ -176,8 +179,17 @@ class ObjectStoreBackend(BaseStorageBackend):
         data = self.cache.read(name)
         if data is None:
             data = self._fetch(bucket, key)
-            self.cache.write(name, data)
+            self._store(name, data)
         return data
+
+    def _store(self, name: str, data: bytes) -> None:
+        """Cache ``data``; a full or read-only disk costs speed, not the training run."""
+        try:
+            self.cache.write(name, data)
+        except OSError as err:
+            if not self._cache_warned:
+                self._cache_warned = True
+                logger.warning("cannot write to the storage cache %s (%s); reading without it", self.cache.root, err)
 
     def get_text(self, filepath: str | os.PathLike, encoding: str = "utf-8") -> str:
         """The object decoded as text."""
@@ -192,7 +204,7 @@ class ObjectStoreBackend(BaseStorageBackend):
         name = self._entry(bucket, key)
         if self.cache.contains(name):
             return False
-        self.cache.write(name, self._fetch(bucket, key))
+        self._store(name, self._fetch(bucket, key))
         return True
 
     @contextlib.contextmanager

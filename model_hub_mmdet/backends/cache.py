@@ -115,6 +115,9 @@ class ObjectCache:
                 mtime = os.fstat(f.fileno()).st_mtime
         except FileNotFoundError:
             return None
+        except OSError as err:  # an unreadable cache is a miss: the object store still has the data
+            logger.warning("cannot read cache entry %s (%s); fetching it", path, err)
+            return None
         payload = _unwrap(blob)
         if payload is None:
             logger.warning("cache entry %s is truncated or corrupt (%d bytes); fetching it again", path, len(blob))
@@ -127,7 +130,7 @@ class ObjectCache:
 
     def contains(self, name: str) -> bool:
         """Whether an entry exists (not verified; :meth:`read` verifies)."""
-        return self.object_path(name).exists()
+        return self.object_path(name).is_file()
 
     def write(self, name: str, data: bytes) -> None:
         """Install ``data`` as entry ``name`` atomically, then account for it (and evict if over the cap)."""

@@ -234,3 +234,12 @@ def test_server_down_then_back(kind, tmp_path):
         assert len(failures) == 2  # refused twice, then served
     finally:
         server.stop()
+
+
+def test_an_unwritable_cache_costs_speed_not_the_run(store):
+    backend = store.backend()
+    backend.put(b"payload", "k/obj")
+    name = backend._entry(store.bucket, "k/obj")
+    backend.cache.object_path(name).parent.write_bytes(b"")  # a file where the entry's directory must go
+    assert backend.get("k/obj") == b"payload"
+    assert backend.get("k/obj") == b"payload" and not backend.cache.contains(name)
