@@ -195,6 +195,12 @@ class ObjectStoreBackend(BaseStorageBackend):
         """The object decoded as text."""
         return self.get(filepath).decode(encoding)
 
+    def cached(self, filepath: str | os.PathLike) -> bool:
+        """Whether the object is in the local cache (a stat; the content is verified when read)."""
+        if self.cache is None:
+            return False
+        return self.cache.contains(self._entry(*self.resolve(filepath)))
+
     def warm(self, filepath: str | os.PathLike) -> bool:
         """Fetch the object into the cache unless it is there already; True if it was fetched. Used by the
         prefetcher (without a cache there is nothing to warm)."""

@@ -81,8 +81,14 @@ class Prefetcher:
         self._failures = 0
 
     def submit(self, paths: Iterable[str]) -> None:
-        """Queue ``paths`` for warming."""
+        """Queue the ``paths`` that are not cached yet (checked here: a stat is cheaper than a queued task, and
+        from the second epoch on everything is cached)."""
         for path in paths:
+            try:
+                if self.backend.cached(path):
+                    continue
+            except Exception:  # noqa: BLE001 - e.g. an unresolvable path: the loader reports it
+                continue
             self._pool.submit(self._warm, path)
 
     def _warm(self, path: str) -> None:
