@@ -152,17 +152,18 @@ data = dict(
         pipeline=test_pipeline))
 evaluation = dict(interval=200, metric=['bbox', 'segm'])
 
-# Schedule, counted in iterations (batches) so it means the same under Determined's searcher.max_length.
-max_iters = 1500
-optimizer = dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001)
+# Schedule, counted in iterations (batches) so it means the same under Determined's searcher.max_length, which
+# replaces runner.max_iters there: cosine annealing reads max_iters, so the decay always spans the whole run.
+max_iters = 1200
+optimizer = dict(type='SGD', lr=0.04, momentum=0.9, weight_decay=0.0001)  # 0.02: -0.04 bbox mAP at 1200 it
 optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))  # from-scratch heads spike early on
 lr_config = dict(
-    policy='step',
+    policy='CosineAnnealing',
     by_epoch=False,
     warmup='linear',
     warmup_iters=100,
     warmup_ratio=0.001,
-    step=[int(max_iters * 0.75), int(max_iters * 0.9)])
+    min_lr_ratio=0.01)
 runner = dict(type='IterBasedRunner', max_iters=max_iters)
 checkpoint_config = dict(interval=max_iters, by_epoch=False)
 log_config = dict(interval=20, hooks=[dict(type='TextLoggerHook')])
