@@ -154,7 +154,7 @@ evaluation = dict(interval=200, metric=['bbox', 'segm'])
 
 # Schedule, counted in iterations (batches) so it means the same under Determined's searcher.max_length, which
 # replaces runner.max_iters there: cosine annealing reads max_iters, so the decay always spans the whole run.
-max_iters = 1200
+max_iters = 1800
 optimizer = dict(type='SGD', lr=0.04, momentum=0.9, weight_decay=0.0001)  # 0.02: -0.04 bbox mAP at 1200 it
 optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))  # from-scratch heads spike early on
 lr_config = dict(
