@@ -168,7 +168,10 @@ class _LazyIterator:
 
 class TrainLoader(TorchDataLoader):
     """A torch DataLoader whose iterator starts lazily (Determined calls ``iter()`` before loading a
-    checkpoint; the sampler's position must be restored before any index is drawn)."""
+    checkpoint; the sampler's position must be restored before any index is drawn). ``resumable`` is the
+    :class:`ResumableBatchSampler` underneath (possibly wrapped by a storage prefetcher)."""
+
+    resumable: ResumableBatchSampler
 
     def __iter__(self) -> Iterator:
         return _LazyIterator(super().__iter__)
@@ -182,13 +185,17 @@ def build_train_loader(
     rank: int = 0,
     num_replicas: int = 1,
     shuffle: bool = True,
+    file_client_args: Mapping | None = None,
 ) -> TrainLoader:
-    """The endless, resumable, group-batched training loader of one slot."""
+    """The endless, resumable, group-batched training loader of one slot. With an object-store
+    ``file_client_args`` whose ``prefetch`` is > 0, the images of the next batches are fetched into the local
+    cache ahead of the loader (this slot's batches only)."""
     groups = GroupBatchSampler.for_dataset(dataset, batch_size, num_replicas=num_replicas, seed=seed, shuffle=shuffle)
-    sampler = ResumableBatchSampler(groups, len(dataset), rank=rank)
+    resumable = ResumableBatchSampler(groups, len(dataset), rank=rank)
+    sampler = _with_prefetch(resumable, dataset, file_client_args)
     generator = torch.Generator()  # worker base seeds must not draw from the global torch RNG
     generator.manual_seed(seed)
-    return TrainLoader(
+    loader = TrainLoader(
         SeededDataset(dataset, seed),
         batch_sampler=sampler,
         num_workers=num_workers,
@@ -196,6 +203,28 @@ def build_train_loader(
         persistent_workers=num_workers > 0,
         generator=generator,
     )
+    loader.resumable = resumable
+    return loader
+
+
+class _SampleKeys:
+    """What the prefetcher sees of the training set: a wrapper whose index ``key`` is sample ``key % len``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+def _with_prefetch(sampler: ResumableBatchSampler, dataset: Dataset, file_client_args: Mapping | None) -> Sampler:
+    from model_hub_mmdet.backends import object_backend
+    from model_hub_mmdet.backends.prefetch import PrefetchBatchSampler
+
+    backend = object_backend(dict(file_client_args)) if file_client_args else None
+    if backend is None or backend.cache is None or not backend.prefetch or backend.prefetch <= 0:
+        return sampler
+    return PrefetchBatchSampler(sampler, _SampleKeys(dataset), backend, backend.prefetch, backend.prefetch_threads)
 
 
 def build_val_loader(dataset: Dataset, batch_size: int, num_workers: int) -> Any:

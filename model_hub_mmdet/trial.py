@@ -118,6 +118,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
             seed=self.seed,
             rank=context.distributed.get_rank(),
             num_replicas=context.distributed.get_size(),
+            file_client_args=self.data_config.get("file_client_args"),
         )
         self.iters_per_epoch = len(self.train_loader.batch_sampler)
         self.max_iters = self.resolve_max_iters()
@@ -201,7 +202,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
     def restore_position(self, batches_trained: int) -> None:
         """Continue the schedule and the data order after ``batches_trained`` batches (called on resume)."""
         self.batches_trained = batches_trained
-        self.train_loader.batch_sampler.position = batches_trained
+        self.train_loader.resumable.position = batches_trained
 
     # ----------------------------------------------------------------------------------------- model
     def build_model(self) -> torch.nn.Module:

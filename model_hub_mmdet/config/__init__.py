@@ -14,7 +14,7 @@ from typing import Any
 from mmcv import Config
 
 from model_hub_mmdet.config.dump import config_text, dump_config, redact
-from model_hub_mmdet.config.file_client import substitute_file_client_args
+from model_hub_mmdet.config.file_client import backend_from_uris, substitute_file_client_args
 from model_hub_mmdet.config.finalize import evaluate_kwargs, finalize, split_evaluation_cfg
 from model_hub_mmdet.config.overrides import apply_overrides, coerce_like
 from model_hub_mmdet.config.resolve import bundled_config_dir, context_on_sys_path, load_config, resolve_config_path
@@ -83,5 +83,5 @@ def build_mmdet_config(
     # and after them for the loading steps they added, leaving alone any args they wrote.
     substitute_file_client_args(cfg, file_client_args)
     written = apply_overrides(cfg, hparams.get("override_mmdet_config"))
-    substitute_file_client_args(cfg, file_client_args, keep=written)
+    substitute_file_client_args(cfg, file_client_args or backend_from_uris(cfg), keep=written)
     return finalize(cfg)

@@ -78,3 +78,18 @@ def substitute_file_client_args(
         node["file_client_args"] = ConfigDict(copy.deepcopy(args))
         count += 1
     return count
+
+
+URI_BACKENDS = {"s3://": "s3", "gs://": "gcs", "gcs://": "gcs"}
+
+
+def backend_from_uris(cfg: Mapping) -> dict | None:
+    """``{backend: s3|gcs}`` when the datasets' ``ann_file``/``img_prefix`` are object-store URIs and the
+    experiment gave no ``data.file_client_args`` (``data_root: s3://bucket/coco/`` alone then works)."""
+    for _, node in dataset_nodes(cfg):
+        for key in ("ann_file", "img_prefix", "seg_prefix"):
+            value = node.get(key)
+            for scheme, backend in URI_BACKENDS.items():
+                if isinstance(value, str) and value.startswith(scheme):
+                    return {"backend": backend}
+    return None

@@ -202,3 +202,23 @@ def test_object_store_args_reach_mmcv_in_the_form_it_accepts(tmp_path: Path) -> 
     _assert_everywhere(cfg, expected)
     client = FileClient(**cfg.data.train.pipeline[0].file_client_args).client  # no request is made
     assert isinstance(client, S3Backend)
+
+
+def test_uri_data_paths_select_their_backend_without_file_client_args() -> None:
+    from model_hub_mmdet.config import build_mmdet_config
+
+    root = "s3://bucket/coco/"
+    overrides = {
+        f"data.{split}.{key}": root + value
+        for split in ("train", "val", "test")
+        for key, value in (("ann_file", "annotations/x.json"), ("img_prefix", "images/"))
+    }
+    cfg = build_mmdet_config(
+        {"config_file": "retinanet/retinanet_r50_fpn_1x_coco.py", "override_mmdet_config": overrides}
+    )
+    assert cfg.data.train.pipeline[0].file_client_args == {"backend": "s3"}
+    assert cfg.data.val.file_client_args == {"backend": "s3"}
+    plain = build_mmdet_config({"config_file": "retinanet/retinanet_r50_fpn_1x_coco.py"})
+    assert "file_client_args" not in plain.data.train.pipeline[0] or plain.data.train.pipeline[0].file_client_args[
+        "backend"
+    ] == "disk"
