@@ -48,11 +48,14 @@ def draw_predictions(
     from mmdet.apis import inference_detector, init_detector
 
     model = init_detector(str(config), str(checkpoint), device="cpu")
-    fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.4), squeeze=False)
-    for ax, image in zip(axes[0], images):
-        result = inference_detector(model, str(image))
-        drawn = model.show_result(mmcv.imread(str(image)), result, score_thr=score_thr, show=False)
-        ax.imshow(mmcv.bgr2rgb(drawn))
+    # Draw first: mmdet's imshow_det_bboxes reuses (and resizes) any open matplotlib figure with an empty label.
+    drawn = [
+        model.show_result(mmcv.imread(str(image)), inference_detector(model, str(image)), score_thr=score_thr)
+        for image in images
+    ]
+    fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.4), squeeze=False, num="predictions")
+    for ax, image, picture in zip(axes[0], images, drawn):
+        ax.imshow(mmcv.bgr2rgb(picture))
         ax.set_title(Path(image).name, fontsize=8)
         ax.axis("off")
     fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.01, wspace=0.05)

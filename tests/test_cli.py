@@ -164,6 +164,10 @@ def test_train_local_writes_plots_checkpoint_export_and_resumes(
     for name in ("curves.png", "predictions.png", "model.pth", "model.py", "metrics.json"):
         assert (Path("out") / name).is_file(), name
     assert list((Path("out") / "tensorboard").glob("events.out.tfevents.*"))
+    from PIL import Image
+
+    width, height = Image.open(Path("out") / "predictions.png").size
+    assert width > 3 * height  # several images side by side, not one figure resized by mmdet's drawing
     assert "final validation: bbox_mAP=" in out and "segm_mAP=" in out
     ckpt = next(line.split()[-1] for line in out.splitlines() if line.startswith("checkpoint:"))
     assert main(["train", "exp.yaml", "--local", "--out", "out2", "--resume", ckpt]) == 0
