@@ -21,9 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-import model_hub_mmdet  # noqa: E402,F401
 from helpers import tiny_experiment  # noqa: E402
 
+import model_hub_mmdet  # noqa: E402,F401
 from model_hub_mmdet.config import build_mmdet_config  # noqa: E402
 from model_hub_mmdet.datasets.shapes import make_shapes  # noqa: E402
 from model_hub_mmdet.local import local_hparams, train_local  # noqa: E402

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from helpers import free_port  # noqa: E402
+from servers import Server, start_fake_gcs, start_moto  # noqa: E402
 
 import model_hub_mmdet  # noqa: E402,F401  (compat fixes before any mmcv import)
 from model_hub_mmdet.datasets.shapes import make_shapes  # noqa: E402
@@ -34,3 +36,19 @@ def det_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     work.mkdir()
     monkeypatch.chdir(work)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[Server]:
+    """moto's S3 server on 127.0.0.1, shared by the session (tests make their own buckets)."""
+    server = start_moto()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_gcs() -> Iterator[Server]:
+    """fake-gcs-server in memory on 127.0.0.1, shared by the session."""
+    server = start_fake_gcs()
+    yield server
+    server.stop()

@@ -116,6 +116,21 @@ def moto_iam_user(endpoint: str, name: str = "trainer") -> tuple[str, str]:
     return key["AccessKeyId"], key["SecretAccessKey"]
 
 
+def isolate_cloud_env(monkeypatch, tmp_path: Path) -> None:
+    """Test credentials through the standard environment chains, and none of the user's own cloud config,
+    endpoints or proxies (``monkeypatch``: pytest's fixture, undone after the test)."""
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "STORAGE_EMULATOR_HOST", "HTTP_PROXY",
+                "HTTPS_PROXY", "http_proxy", "https_proxy", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
 def make_bucket(kind: str, endpoint: str, name: str) -> None:
     """Create a bucket on an ``s3`` or ``gcs`` test server directly with the SDK."""
     if kind == "s3":

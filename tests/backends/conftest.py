@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import FaultProxy, Server, make_bucket, start_fake_gcs, start_moto
+from servers import FaultProxy, Server, isolate_cloud_env, make_bucket
 
 import model_hub_mmdet.backends  # noqa: F401  (registers s3/gcs with mmcv even before the package does)
 
@@ -23,32 +23,7 @@ def unique_bucket(tag: str) -> str:
 @pytest.fixture(autouse=True)
 def storage_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Credentials through the standard environment chain, and no stray user config or proxies."""
-    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "STORAGE_EMULATOR_HOST", "HTTP_PROXY",
-                "HTTPS_PROXY", "http_proxy", "https_proxy", "GOOGLE_APPLICATION_CREDENTIALS"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-
-
-@pytest.fixture(scope="session")
-def moto() -> Iterator[Server]:
-    """moto's S3 server, shared by the session (tests use their own buckets)."""
-    server = start_moto()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def fake_gcs() -> Iterator[Server]:
-    """fake-gcs-server in memory, shared by the session."""
-    server = start_fake_gcs()
-    yield server
-    server.stop()
+    isolate_cloud_env(monkeypatch, tmp_path)
 
 
 class Store:

@@ -3,42 +3,22 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from servers import Server, make_bucket, start_fake_gcs, start_moto
+from servers import Server, isolate_cloud_env, make_bucket
 from weights_helpers import build_tiny, tiny_detector_cfg
 
 from model_hub_mmdet.errors import WeightsError
 from model_hub_mmdet.weights import fetch, warm_start
 
 
-@pytest.fixture(scope="module")
-def moto_s3() -> Iterator[Server]:
-    server = start_moto()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def gcs() -> Iterator[Server]:
-    server = start_fake_gcs()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def s3_env(moto_s3: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Server:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3.endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    return moto_s3
+def s3_env(moto: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Server:
+    isolate_cloud_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto.endpoint)
+    return moto
 
 
 def _put_s3(endpoint: str, bucket: str, key: str, body: bytes) -> None:
@@ -67,14 +47,16 @@ def test_s3_weights_warm_start_and_refetch_when_overwritten(s3_env: Server, coco
         fetch("s3://weights-a/runs/2/model.pth")
 
 
-def test_gcs_weights(gcs: Server, monkeypatch: pytest.MonkeyPatch, coco_checkpoint: bytes):
+def test_gcs_weights(fake_gcs: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                     coco_checkpoint: bytes):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.endpoint)
-    make_bucket("gcs", gcs.endpoint, "weights-g")
+    isolate_cloud_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.endpoint)
+    make_bucket("gcs", fake_gcs.endpoint, "weights-g")
     client = storage.Client(
-        project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs.endpoint}
+        project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": fake_gcs.endpoint}
     )
     client.bucket("weights-g").blob("model.pth").upload_from_string(coco_checkpoint)
 
