@@ -29,6 +29,20 @@ from model_hub_mmdet.datasets.shapes import make_shapes  # noqa: E402
 from model_hub_mmdet.local import local_hparams, train_local  # noqa: E402
 
 MODELS = ("faster_rcnn", "mask_rcnn", "retinanet")
+DEMO = "demo"  # examples/shapes: the real demo Mask R-CNN, 128 px images, batch 8
+
+
+def demo_experiment(data_dir: Path) -> dict:
+    """The demo's experiment YAML, with the config path made absolute and the data pointed at ``data_dir``."""
+    from helpers import data_overrides
+
+    from model_hub_mmdet.experiment import load_experiment
+
+    exp = load_experiment(REPO / "examples/shapes/shapes.yaml")
+    hp = exp["hyperparameters"]
+    hp["config_file"] = str(REPO / hp["config_file"])
+    hp["override_mmdet_config"] = {**hp.get("override_mmdet_config", {}), **data_overrides(data_dir)}
+    return exp
 
 
 def plain_seconds_per_batch(exp: dict, batches: int, warmup: int) -> float:
@@ -86,21 +100,27 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2, help="alternate trial/plain this many times")
+    parser.add_argument("--models", nargs="+", default=[*MODELS, DEMO], choices=[*MODELS, DEMO])
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     work = Path(tempfile.mkdtemp(prefix="bench-models-"))
-    os.environ["XDG_DATA_HOME"] = str(work / "xdg")
-    os.chdir(work)
+    os.environ["XDG_DATA_HOME"] = str(work / "xdg")  # checkpoints: outside the copied working directory
+    (work / "run").mkdir()
+    os.chdir(work / "run")
     make_shapes(work / "data", train=32, val=4, size=64, seed=0)
+    make_shapes(work / "demo-data", train=64, val=4, size=128, seed=0)
     rows = []
-    for model in MODELS:
-        exp = tiny_experiment(work / "data", model=model, global_batch_size=2)
+    for model in args.models:
+        if model == DEMO:
+            exp = demo_experiment(work / "demo-data")
+        else:
+            exp = tiny_experiment(work / "data", model=model, global_batch_size=2)
         trial, plain = [], []
         for _ in range(args.rounds):
             trial.append(trial_seconds_per_batch(exp, args.batches, args.warmup))
             plain.append(plain_seconds_per_batch(exp, args.batches, args.warmup))
         rows.append((model, min(trial), min(plain)))
-    print(f"\n{'model (tiny, 64 px, batch 2)':<30}{'trial s/batch':>15}{'plain s/batch':>15}{'trial/plain':>13}")
+    print(f"\n{'model (tiny: 64 px, batch 2)':<30}{'trial s/batch':>15}{'plain s/batch':>15}{'trial/plain':>13}")
     for model, t, p in rows:
         print(f"{model:<30}{t:>15.4f}{p:>15.4f}{t / p:>13.3f}")
 

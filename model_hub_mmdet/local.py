@@ -217,6 +217,7 @@ def train_local(
     val_period = validation_period or period_batches(exp_conf, "min_validation_period") or total
     ckpt_period = checkpoint_period or period_batches(exp_conf, "min_checkpoint_period") or total
 
+    check_checkpoint_dir_outside_context()
     result = RunResult()
     chief = int(os.environ.get("RANK", "0")) == 0
     progress = Progress(total, initial=start, enabled=chief) if show_progress else None
@@ -238,6 +239,33 @@ def train_local(
     if progress is not None:
         progress.close()
     return result
+
+
+def check_checkpoint_dir_outside_context(context: str | os.PathLike = ".") -> None:
+    """Refuse to start when local checkpoints would land inside the working directory unless ``.detignore``
+    excludes them: Determined's local mode copies that directory into every checkpoint, so each checkpoint
+    would contain all earlier ones (and the copy recurses until the path is too long)."""
+    import appdirs
+    from determined.common import detignore
+
+    root = Path(context).resolve()
+    storage = Path(appdirs.user_data_dir("determined")).resolve()
+    try:
+        parts = storage.relative_to(root).parts
+    except ValueError:
+        return  # outside the context: nothing to worry about
+    ignored = detignore.make_shutil_ignore(Path("."))
+    here = Path(".")
+    with contextlib.chdir(root):
+        for part in parts:
+            if part in ignored(str(here), [part]):
+                return
+            here = here / part
+    raise ConfigError(
+        f"local checkpoints go to {storage}, inside the working directory {root} that Determined copies into"
+        f" every checkpoint; add {Path(*parts[:1])}/ to {root / '.detignore'}, or set XDG_DATA_HOME to a folder"
+        " outside it"
+    )
 
 
 @contextlib.contextmanager

@@ -18,7 +18,9 @@ TORCHVISION_VERSION="0.29.1"
 MMCV_VERSION="1.7.2"
 WHEEL_CACHE="${MODEL_HUB_MMDET_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/model_hub_mmdet/wheels}"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how long the install has run so far (a cold install spends most of it building mmcv-full).
+STARTED=$SECONDS
+step() { printf '\n==> [%dm%02ds] %s\n' $(((SECONDS - STARTED) / 60)) $(((SECONDS - STARTED) % 60)) "$*"; }
 # torch 2.14's metadata asks for setuptools>=77 while mmcv's build needs <70; pip reports that mismatch as an
 # "ERROR" on every install although nothing is wrong. Drop just those lines, keep pip's exit status.
 pip_quiet() {
