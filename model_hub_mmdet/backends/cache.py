@@ -88,6 +88,7 @@ class ObjectCache:
 
     def __init__(self, root: str | os.PathLike, max_bytes: int, flush_bytes: int | None = None) -> None:
         self.root = Path(root).expanduser()
+        self._objects = os.path.join(str(self.root), "objects")  # str joins: pathlib was a quarter of a hit's cost
         self.max_bytes = int(max_bytes)
         # How much a process writes before it reports to the shared total (and maybe evicts).
         self.flush_bytes = flush_bytes if flush_bytes is not None else max(1, min(64 << 20, self.max_bytes // 50))
@@ -102,13 +103,16 @@ class ObjectCache:
             ) from err
 
     # ----------------------------------------------------------------------------------------------- objects
+    def _object_file(self, name: str) -> str:
+        return os.path.join(self._objects, name[:2], name)
+
     def object_path(self, name: str) -> Path:
         """Where the object entry ``name`` (from :func:`entry_name`) lives."""
         return self.root / "objects" / name[:2] / name
 
     def read(self, name: str) -> bytes | None:
         """The cached payload of ``name``, or ``None`` if absent or damaged (a damaged entry is deleted)."""
-        path = self.object_path(name)
+        path = self._object_file(name)
         try:
             with open(path, "rb") as f:
                 blob = f.read()
@@ -130,7 +134,7 @@ class ObjectCache:
 
     def contains(self, name: str) -> bool:
         """Whether an entry exists (not verified; :meth:`read` verifies)."""
-        return self.object_path(name).is_file()
+        return os.path.isfile(self._object_file(name))
 
     def write(self, name: str, data: bytes) -> None:
         """Install ``data`` as entry ``name`` atomically, then account for it (and evict if over the cap)."""
