@@ -220,7 +220,7 @@ def report(rows: dict[str, list[float]], args: argparse.Namespace, reads: dict[s
         f" adding {args.latency_ms:g} ms per request; prefetch {args.prefetch} samples on {args.prefetch_threads}"
         " threads."
         f" Median of {args.repeats} interleaved runs for disk and cached epochs, one run otherwise."
-        " Shared 2-core machine.",
+        " 2-core machine; the servers and their proxies run on the same cores.",
         "",
         "| data path | samples/s | vs disk | vs naive | loader CPU ms/sample |",
         "|---|---:|---:|---:|---:|",
@@ -242,7 +242,8 @@ def report(rows: dict[str, list[float]], args: argparse.Namespace, reads: dict[s
         f" {reads['gcs cache read']:.0f} us (path resolution, hashing, crc32 check included); decoding the PNG"
         f" {reads['decode']:.0f} us.",
         "",
-        "Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python bench/storage.py --write bench/RESULTS.md`.",
+        f"Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python bench/storage.py --images {args.images} --size {args.size}"
+        " --write bench/RESULTS.md`.",
     ]
     return "\n".join(lines)
 
