@@ -237,7 +237,7 @@ def report(rows: dict[str, list[float]], args: argparse.Namespace, reads: dict[s
         f" s3 {med['s3 first epoch'] / naive:.1f}x, gcs {med['gcs first epoch'] / naive:.1f}x.",
         "All runs (samples/s): " + "; ".join(f"{k}: {', '.join(f'{x:.0f}' for x in v)}" for k, v in rows.items()),
         "",
-        "Per image, one process, best of 5 passes (why the cached epoch matches disk): reading the bytes from disk"
+        "Per image, one process, best of 5 passes (what a cache hit adds): reading the bytes from disk"
         f" {reads['disk read']:.0f} us, from the S3 cache {reads['s3 cache read']:.0f} us, from the GCS cache"
         f" {reads['gcs cache read']:.0f} us (path resolution, hashing, crc32 check included); decoding the PNG"
         f" {reads['decode']:.0f} us.",
