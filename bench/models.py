@@ -21,11 +21,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from helpers import tiny_experiment  # noqa: E402
+from helpers import data_overrides, tiny_experiment  # noqa: E402
 
 import model_hub_mmdet  # noqa: E402,F401
 from model_hub_mmdet.config import build_mmdet_config  # noqa: E402
 from model_hub_mmdet.datasets.shapes import make_shapes  # noqa: E402
+from model_hub_mmdet.experiment import load_experiment  # noqa: E402
 from model_hub_mmdet.local import local_hparams, train_local  # noqa: E402
 
 MODELS = ("faster_rcnn", "mask_rcnn", "retinanet")
@@ -34,10 +35,6 @@ DEMO = "demo"  # examples/shapes: the real demo Mask R-CNN, 128 px images, batch
 
 def demo_experiment(data_dir: Path) -> dict:
     """The demo's experiment YAML, with the config path made absolute and the data pointed at ``data_dir``."""
-    from helpers import data_overrides
-
-    from model_hub_mmdet.experiment import load_experiment
-
     exp = load_experiment(REPO / "examples/shapes/shapes.yaml")
     hp = exp["hyperparameters"]
     hp["config_file"] = str(REPO / hp["config_file"])

@@ -254,13 +254,12 @@ def check_checkpoint_dir_outside_context(context: str | os.PathLike = ".") -> No
         parts = storage.relative_to(root).parts
     except ValueError:
         return  # outside the context: nothing to worry about
-    ignored = detignore.make_shutil_ignore(Path("."))
-    here = Path(".")
-    with contextlib.chdir(root):
-        for part in parts:
-            if part in ignored(str(here), [part]):
-                return
-            here = here / part
+    ignored = detignore.make_shutil_ignore(root)  # the filter Determined's checkpoint copy applies
+    here = root
+    for part in parts:
+        if part in ignored(str(here), [part]):
+            return
+        here = here / part
     raise ConfigError(
         f"local checkpoints go to {storage}, inside the working directory {root} that Determined copies into"
         f" every checkpoint; add {Path(*parts[:1])}/ to {root / '.detignore'}, or set XDG_DATA_HOME to a folder"

@@ -108,7 +108,7 @@ class ObjectCache:
 
     def object_path(self, name: str) -> Path:
         """Where the object entry ``name`` (from :func:`entry_name`) lives."""
-        return self.root / "objects" / name[:2] / name
+        return Path(self._object_file(name))
 
     def read(self, name: str) -> bytes | None:
         """The cached payload of ``name``, or ``None`` if absent or damaged (a damaged entry is deleted)."""
@@ -177,7 +177,7 @@ class ObjectCache:
         """(mtime, size, path) of every object entry; removes temporary files left by crashed writers."""
         found = []
         now = time.time()
-        for sub in os.scandir(self.root / "objects"):
+        for sub in os.scandir(self._objects):
             if not sub.is_dir():
                 continue
             for entry in os.scandir(sub.path):
