@@ -1,22 +1,27 @@
-"""Storage benchmark: one run, the same images, the real mmdet data loader, side by side.
+"""Storage benchmark: one run, the same images, the real data loaders, side by side.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/storage.py [--images 300] [--size 128] [--latency-ms 20]
-                                                          [--repeats 3] [--write bench/RESULTS.md]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/storage.py [--images 300] [--size 128] [--latency-ms 50]
+                                                          [--repeats 15] [--write bench/RESULTS.md]
 
-Rows (samples per second through CocoDataset + LoadImageFromFile + LoadAnnotations(bbox, mask) and a torch
-DataLoader with 2 fork workers, so decoding is included):
+Loading-only rows (samples per second through CocoDataset + LoadImageFromFile + LoadAnnotations(bbox, mask) and a
+new torch DataLoader with 2 fork workers per epoch: the read and the decode and little else, the worst case for
+any per-read overhead):
 
 * ``disk``: the images on local disk (mmcv's disk backend);
 * ``s3 first epoch`` / ``gcs first epoch``: empty cache, prefetch on (the configuration we recommend);
 * ``s3 first epoch, no prefetch``: empty cache, each worker fetches what it needs (reused client only);
-* ``s3 cached epoch`` / ``gcs cached epoch``: the next epoch, from the local cache;
+* ``s3 cached epoch`` / ``gcs cached epoch``: later epochs, from the local cache;
 * ``naive s3``: what the old integration did: a new boto3 client (and connection) per image, no cache.
+
+Training-loader rows: disk, s3 cached and gcs cached passes through the loader ``MMDetTrial`` builds
+(``model_hub_mmdet.data.build_train_loader``: group batching, seeded augmentation, mmcv collate, persistent
+workers, the prefetcher) with the demo's whole training pipeline; one loader per data path, kept for the run.
 
 Both servers run on 127.0.0.1 (moto, fake-gcs-server) behind a proxy process that adds ``--latency-ms`` before
 each request, standing in for an object store's time to first byte (AWS quotes 100-200 ms for small S3 objects;
 the default 50 ms favours the naive baseline). Note that moto is pure Python and shares the 2 cores with the
-loader, so the S3 rows are also bounded by the server's CPU. Disk and cached epochs are repeated and
-interleaved (``--repeats``) and the medians reported, because the machine is shared.
+loader, so the S3 rows are also bounded by the server's CPU. Disk and cached passes are repeated and
+interleaved (``--repeats``), and compared round by round, because the machine is shared.
 """
 
 from __future__ import annotations
@@ -71,17 +76,58 @@ class NaiveS3Backend(BaseStorageBackend):
 
 
 FileClient.register_backend("s3_naive", NaiveS3Backend, force=True)
+NAIVE = "naive s3 (new client per image, no cache)"
+TRAIN = "training loader, "
 
 
-def build_dataset(root: str, file_client_args: dict):
+def build_dataset(root: str, file_client_args: dict, pipeline: str = "load"):
+    """The shapes training set; ``pipeline="load"`` stops after loading (the worst case for a cache: nothing but
+    the read and the decode), ``"train"`` is the demo's whole training pipeline (``examples/shapes``)."""
+    from mmcv import Config
     from mmdet.datasets import build_dataset as build
 
-    pipeline = [
+    steps = [
         dict(type="LoadImageFromFile", file_client_args=file_client_args),
         dict(type="LoadAnnotations", with_bbox=True, with_mask=True, file_client_args=file_client_args),
     ]
+    if pipeline == "train":
+        demo = Config.fromfile(str(ROOT / "examples" / "shapes" / "mask_rcnn_shapes.py"))
+        steps += [dict(step) for step in demo.train_pipeline[2:]]
     return build(dict(type="CocoDataset", classes=CLASSES, data_root=root, ann_file="annotations/train.json",
-                      img_prefix="train/", pipeline=pipeline, file_client_args=file_client_args))
+                      img_prefix="train/", pipeline=steps, file_client_args=file_client_args))
+
+
+class TrialPass:
+    """Passes over the training set through the loader ``MMDetTrial`` trains with (group-batched, seeded,
+    mmcv-collated, persistent workers, the storage prefetcher when configured), kept across rounds as in training."""
+
+    def __init__(self, dataset, file_client_args: dict, workers: int, batch_size: int) -> None:
+        from model_hub_mmdet.data import build_train_loader
+
+        self.loader = build_train_loader(dataset, batch_size, workers, seed=0, file_client_args=file_client_args)
+        self.batches = iter(self.loader)
+        self.per_pass = len(self.loader.resumable)
+        self.samples = sum(len(b) for b in self.loader.resumable.groups.batches_for_pass(0))
+
+    def _cpu(self) -> float:
+        """CPU seconds of this process and of the loader's (persistent, so never reaped) workers."""
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        workers = getattr(self.batches._it, "_workers", []) if self.batches._it is not None else []
+        return me.ru_utime + me.ru_stime + sum(_proc_cpu(w.pid) for w in workers)
+
+    def run(self) -> tuple[float, float]:
+        cpu, start = self._cpu(), time.perf_counter()
+        for _ in range(self.per_pass):
+            next(self.batches)
+        elapsed = time.perf_counter() - start
+        return self.samples / elapsed, 1000 * (self._cpu() - cpu) / self.samples
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_seconds() -> float:
@@ -112,7 +158,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     # AWS's S3 performance guidelines quote 100-200 ms first-byte latency for small objects; 50 ms is generous.
     parser.add_argument("--latency-ms", type=float, default=50.0)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--prefetch", type=int, default=64)
@@ -146,24 +192,34 @@ def main() -> None:
         naive = dict(backend="s3_naive", bucket_name="bench", endpoint_url=s3_proxy.endpoint)
 
         cpu: dict[str, list[float]] = {}
-
-        def run(name: str, root: str, fca: dict) -> float:
-            fca = normalize_file_client_args(fca)
-            rate, ms = epoch(build_dataset(root, fca), fca, args.workers, args.batch_size)
-            print(f"{name:32s} {rate:8.1f} samples/s {ms:6.2f} CPU ms/sample", flush=True)
-            cpu.setdefault(name, []).append(ms)
-            return rate
-
         rows: dict[str, list[float]] = {}
-        rows["naive s3 (new client per image, no cache)"] = [run("naive s3", "shapes/", naive)]
-        rows["s3 first epoch, no prefetch"] = [run("s3 first, no prefetch", "shapes/", s3_noprefetch)]
-        rows["s3 first epoch"] = [run("s3 first", "shapes/", s3)]
-        rows["gcs first epoch"] = [run("gcs first", "shapes/", gs)]
-        steady = [("disk", "disk", str(data) + "/", {"backend": "disk"}),
-                  ("s3 cached epoch", "s3 cached", "shapes/", s3), ("gcs cached epoch", "gcs cached", "shapes/", gs)]
-        for r in range(args.repeats):  # rotate the order so that no mode always runs first after a first epoch
-            for row, name, root, fca in steady[r % 3:] + steady[: r % 3]:
-                rows.setdefault(row, []).append(run(name, root, fca))
+
+        def record(row: str, rate: float, ms: float) -> None:
+            print(f"{row:44s} {rate:8.1f} samples/s {ms:6.2f} CPU ms/sample", flush=True)
+            rows.setdefault(row, []).append(rate)
+            cpu.setdefault(row, []).append(ms)
+
+        def run(row: str, root: str, fca: dict) -> None:
+            fca = normalize_file_client_args(fca)
+            record(row, *epoch(build_dataset(root, fca), fca, args.workers, args.batch_size))
+
+        run(NAIVE, "shapes/", naive)
+        run("s3 first epoch, no prefetch", "shapes/", s3_noprefetch)
+        run("s3 first epoch", "shapes/", s3)
+        run("gcs first epoch", "shapes/", gs)
+        steady = [("disk", str(data) + "/", {"backend": "disk"}), ("s3 cached epoch", "shapes/", s3),
+                  ("gcs cached epoch", "shapes/", gs)]
+        trial = {}
+        for row, root, fca in steady:  # the trial's loader, kept for the whole run; its first pass is warm-up
+            fca = normalize_file_client_args(fca)
+            trial[row] = TrialPass(build_dataset(root, fca, "train"), fca, args.workers, args.batch_size)
+            trial[row].run()
+        for r in range(args.repeats):  # rotate the order so that no mode always runs first
+            order = steady[r % 3:] + steady[: r % 3]
+            for row, root, fca in order:
+                run(row, root, fca)
+            for row, _, _ in order:
+                record(TRAIN + row, *trial[row].run())
         reads = read_costs(data, s3, gs)
     finally:
         for server in reversed(servers):
@@ -205,36 +261,45 @@ def report(rows: dict[str, list[float]], args: argparse.Namespace, reads: dict[s
            cpu: dict[str, list[float]]) -> str:
     med = {k: statistics.median(v) for k, v in rows.items()}
     cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
-    short = {"disk": "disk", "s3 cached epoch": "s3 cached", "gcs cached epoch": "gcs cached",
-             "s3 first epoch": "s3 first", "gcs first epoch": "gcs first",
-             "s3 first epoch, no prefetch": "s3 first, no prefetch", "naive s3 (new client per image, no cache)":
-             "naive s3"}
-    paired = {k: statistics.median(c / d for c, d in zip(rows[k], rows["disk"]))
-              for k in ("s3 cached epoch", "gcs cached epoch")}
-    disk, naive = med["disk"], med["naive s3 (new client per image, no cache)"]
-    order = ["disk", "s3 cached epoch", "gcs cached epoch", "s3 first epoch", "gcs first epoch",
-             "s3 first epoch, no prefetch", "naive s3 (new client per image, no cache)"]
+
+    def paired(row: str, base: str, values: dict[str, list[float]]) -> float:
+        """Median over rounds of row/base, each ratio taken within one round (the machine's speed drifts)."""
+        return 100 * (statistics.median(a / b for a, b in zip(values[row], values[base])) - 1)
+
+    naive = med[NAIVE]
     lines = [
-        f"{args.images} images of {args.size} px, CocoDataset + LoadImageFromFile + LoadAnnotations(bbox, mask),"
-        f" DataLoader with {args.workers} fork workers, batch {args.batch_size}; servers on 127.0.0.1 behind a proxy"
-        f" adding {args.latency_ms:g} ms per request; prefetch {args.prefetch} samples on {args.prefetch_threads}"
-        " threads."
-        f" Median of {args.repeats} interleaved runs for disk and cached epochs, one run otherwise."
-        " 2-core machine; the servers and their proxies run on the same cores.",
+        f"{args.images} images of {args.size} px, DataLoader with {args.workers} fork workers, batch"
+        f" {args.batch_size}; servers on 127.0.0.1 behind a proxy adding {args.latency_ms:g} ms per request;"
+        f" prefetch {args.prefetch} samples on {args.prefetch_threads} threads. Disk and cached rows: median of"
+        f" {args.repeats} interleaved rounds; first epochs: one run each. 2-core machine; the servers and their"
+        " proxies run on the same cores.",
         "",
         "| data path | samples/s | vs disk | vs naive | loader CPU ms/sample |",
         "|---|---:|---:|---:|---:|",
+        "| *loading only: CocoDataset + LoadImageFromFile + LoadAnnotations(bbox, mask), a new loader per epoch* |"
+        " | | | |",
     ]
-    for name in order:
-        lines.append(f"| {name} | {med[name]:.1f} | {med[name] / disk:.2f}x | {med[name] / naive:.1f}x"
-                     f" | {cpu_med[short[name]]:.2f} |")
+    for row in ("disk", "s3 cached epoch", "gcs cached epoch", "s3 first epoch", "gcs first epoch",
+                "s3 first epoch, no prefetch", NAIVE):
+        lines.append(f"| {row} | {med[row]:.1f} | {med[row] / med['disk']:.2f}x | {med[row] / naive:.1f}x"
+                     f" | {cpu_med[row]:.2f} |")
+    lines.append("| *MMDetTrial's training loader: the demo's whole training pipeline, persistent workers* | | | | |")
+    for row in ("disk", "s3 cached epoch", "gcs cached epoch"):
+        r = TRAIN + row
+        lines.append(f"| {row} | {med[r]:.1f} | {med[r] / med[TRAIN + 'disk']:.2f}x | | {cpu_med[r]:.2f} |")
     lines += [
         "",
-        f"Targets: cached epoch within 5% of disk (median of the per-round ratios to the disk run of the same round):"
-        f" s3 {100 * (paired['s3 cached epoch'] - 1):+.1f}%, gcs {100 * (paired['gcs cached epoch'] - 1):+.1f}%;"
-        f" CPU per sample vs disk: s3 {100 * (cpu_med['s3 cached'] / cpu_med['disk'] - 1):+.1f}%,"
-        f" gcs {100 * (cpu_med['gcs cached'] / cpu_med['disk'] - 1):+.1f}%; first epoch >= 3x naive:"
-        f" s3 {med['s3 first epoch'] / naive:.1f}x, gcs {med['gcs first epoch'] / naive:.1f}x.",
+        "Targets. Cached epoch within 5% of disk (median of per-round ratios):"
+        f" training loader s3 {paired(TRAIN + 's3 cached epoch', TRAIN + 'disk', rows):+.1f}%,"
+        f" gcs {paired(TRAIN + 'gcs cached epoch', TRAIN + 'disk', rows):+.1f}%;"
+        f" loading only s3 {paired('s3 cached epoch', 'disk', rows):+.1f}%,"
+        f" gcs {paired('gcs cached epoch', 'disk', rows):+.1f}%"
+        f" (CPU per sample: training loader s3 {paired(TRAIN + 's3 cached epoch', TRAIN + 'disk', cpu):+.1f}%,"
+        f" gcs {paired(TRAIN + 'gcs cached epoch', TRAIN + 'disk', cpu):+.1f}%; loading only"
+        f" s3 {paired('s3 cached epoch', 'disk', cpu):+.1f}%, gcs {paired('gcs cached epoch', 'disk', cpu):+.1f}%)."
+        f" First epoch at least 3x naive: s3 {med['s3 first epoch'] / naive:.1f}x,"
+        f" gcs {med['gcs first epoch'] / naive:.1f}x.",
+        "",
         "All runs (samples/s): " + "; ".join(f"{k}: {', '.join(f'{x:.0f}' for x in v)}" for k, v in rows.items()),
         "",
         "Per image, one process, best of 5 passes (what a cache hit adds): reading the bytes from disk"
@@ -243,7 +308,7 @@ def report(rows: dict[str, list[float]], args: argparse.Namespace, reads: dict[s
         f" {reads['decode']:.0f} us.",
         "",
         f"Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python bench/storage.py --images {args.images} --size {args.size}"
-        " --write bench/RESULTS.md`.",
+        f" --repeats {args.repeats} --write bench/RESULTS.md`.",
     ]
     return "\n".join(lines)
 

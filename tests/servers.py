@@ -194,8 +194,14 @@ class FaultProxy:
                 super().setup()
                 # Headers and body go out in separate writes; without TCP_NODELAY, Nagle + delayed ACK add 40 ms.
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._upstream: http.client.HTTPConnection | None = None
                 with proxy._lock:
                     proxy.connections += 1
+
+            def finish(self) -> None:
+                super().finish()
+                if self._upstream is not None:
+                    self._upstream.close()
 
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -218,10 +224,18 @@ class FaultProxy:
                     return
                 if proxy.latency:
                     time.sleep(proxy.latency)
-                conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
+                # One upstream connection per client connection, as a real store keeps a reused connection
+                # open (a new one per request would charge connection setup to clients that reuse theirs).
+                if self._upstream is None:
+                    self._upstream = http.client.HTTPConnection(proxy.upstream, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-                conn.request(self.command, self.path, body=body or None, headers=headers)
-                resp = conn.getresponse()
+                try:
+                    self._upstream.request(self.command, self.path, body=body or None, headers=headers)
+                    resp = self._upstream.getresponse()
+                except (ConnectionError, http.client.HTTPException):  # the upstream closed an idle connection
+                    self._upstream.close()
+                    self._upstream.request(self.command, self.path, body=body or None, headers=headers)
+                    resp = self._upstream.getresponse()
                 data = resp.read()
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
@@ -231,7 +245,6 @@ class FaultProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
-                conn.close()
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
 

@@ -25,6 +25,7 @@ import os
 import posixpath
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
@@ -36,6 +37,7 @@ from model_hub_mmdet.backends.retry import RetryPolicy
 from model_hub_mmdet.errors import ConfigError, DataError
 
 DEFAULT_CACHE_SIZE = "50GB"
+_RECHECK_EVICTIONS = 1.0  # seconds between looks at the cache's eviction count by a process that remembers entries
 logger = logging.getLogger(__name__)
 
 
@@ -98,6 +100,11 @@ class ObjectStoreBackend(BaseStorageBackend):
         self._pid = os.getpid()
         self._client: Any = None
         self._client_lock = threading.Lock()
+        # Paths this process found in, or put into, the cache (see ``cached``), valid while the cache's eviction
+        # count stays ``_known_evictions``; looked at again at most every _RECHECK_EVICTIONS seconds.
+        self._known: set[str] = set()
+        self._known_evictions = -1
+        self._known_checked = 0.0
 
     @property
     def client(self) -> Any:
@@ -112,7 +119,7 @@ class ObjectStoreBackend(BaseStorageBackend):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_client=None, _client_lock=None, _pid=None)  # the receiving process makes its own
+        state.update(_client=None, _client_lock=None, _pid=None, _known=None)  # the receiving process makes its own
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -182,36 +189,58 @@ class ObjectStoreBackend(BaseStorageBackend):
             self._store(name, data)
         return data
 
-    def _store(self, name: str, data: bytes) -> None:
-        """Cache ``data``; a full or read-only disk costs speed, not the training run."""
+    def _store(self, name: str, data: bytes) -> bool:
+        """Cache ``data``; True if it is now cached. A full or read-only disk costs speed, not the training run."""
         try:
-            self.cache.write(name, data)
+            return self.cache.write(name, data)
         except OSError as err:
             if not self._cache_warned:
                 self._cache_warned = True
                 logger.warning("cannot write to the storage cache %s (%s); reading without it", self.cache.root, err)
+            return False
 
     def get_text(self, filepath: str | os.PathLike, encoding: str = "utf-8") -> str:
         """The object decoded as text."""
         return self.get(filepath).decode(encoding)
 
     def cached(self, filepath: str | os.PathLike) -> bool:
-        """Whether the object is in the local cache (a stat; the content is verified when read)."""
+        """Whether the object is in the local cache (the content is verified when read).
+
+        Asked by the prefetcher for every sample of every epoch, so the answer is remembered: a path once found
+        (or put) in the cache costs a set lookup afterwards, not a path resolution, a hash and a stat. What this
+        process remembers is forgotten when any process evicts from the cache.
+        """
         if self.cache is None:
             return False
-        return self.cache.contains(self._entry(*self.resolve(filepath)))
+        path = str(filepath)
+        if self._remembered(path):
+            return True
+        found = self.cache.contains(self._entry(*self.resolve(path)))
+        if found:
+            self._known.add(path)
+        return found
 
     def warm(self, filepath: str | os.PathLike) -> bool:
         """Fetch the object into the cache unless it is there already; True if it was fetched. Used by the
         prefetcher (without a cache there is nothing to warm)."""
-        if self.cache is None:
+        if self.cache is None or self.cached(filepath):
             return False
         bucket, key = self.resolve(filepath)
-        name = self._entry(bucket, key)
-        if self.cache.contains(name):
-            return False
-        self._store(name, self._fetch(bucket, key))
+        if self._store(self._entry(bucket, key), self._fetch(bucket, key)):
+            self._known.add(str(filepath))
         return True
+
+    def _remembered(self, path: str) -> bool:
+        if self._pid != os.getpid():
+            self._reset_process_state()
+        now = time.monotonic()
+        if now - self._known_checked >= _RECHECK_EVICTIONS:
+            self._known_checked = now
+            evictions = self.cache.eviction_count()
+            if evictions != self._known_evictions:
+                self._known.clear()  # some entries are gone; which ones is not worth finding out
+                self._known_evictions = evictions
+        return path in self._known
 
     @contextlib.contextmanager
     def get_local_path(self, filepath: str | os.PathLike) -> Iterator[str]:

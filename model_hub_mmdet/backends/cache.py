@@ -6,7 +6,9 @@ Layout under ``root``::
     files/abcdef.../name     one file fetched with ``get_local_path`` (annotations), kept as a plain file,
     files/abcdef.../.ok      ... next to a record of its size and crc32, written after the file is complete
     size                     the approximate total size of ``objects/``, shared by all processes
-    .lock                    guards ``size`` and eviction
+    evictions                how many times any process evicted objects (changes tell others to forget what
+                             they knew to be cached; see :meth:`ObjectCache.eviction_count`)
+    .lock                    guards ``size``, ``evictions`` and eviction
 
 Guarantees:
 
@@ -136,10 +138,11 @@ class ObjectCache:
         """Whether an entry exists (not verified; :meth:`read` verifies)."""
         return os.path.isfile(self._object_file(name))
 
-    def write(self, name: str, data: bytes) -> None:
-        """Install ``data`` as entry ``name`` atomically, then account for it (and evict if over the cap)."""
+    def write(self, name: str, data: bytes) -> bool:
+        """Install ``data`` as entry ``name`` atomically, then account for it (and evict if over the cap).
+        False if the object is not cached because it is larger than the whole cache."""
         if self.max_bytes <= 0 or len(data) + _TRAILER.size > self.max_bytes:
-            return  # caching disabled, or an object larger than the whole cache
+            return False  # caching disabled, or an object larger than the whole cache
         path = self.object_path(name)
         path.parent.mkdir(exist_ok=True)
         trailer = _TRAILER.pack(_MAGIC, len(data), zlib.crc32(data))
@@ -147,6 +150,7 @@ class ObjectCache:
         self._unflushed += len(data) + _TRAILER.size
         if self._unflushed >= self.flush_bytes:
             self.flush()
+        return True
 
     def flush(self) -> None:
         """Add this process's unreported writes to the shared total; evict if the cap is exceeded."""
@@ -207,7 +211,17 @@ class ObjectCache:
             evicted += 1
         if evicted:
             logger.info("cache %s: evicted %d least recently used objects, %d bytes remain", self.root, evicted, total)
+            (self.root / "evictions").write_text(str(self.eviction_count() + 1))
         return total
+
+    def eviction_count(self) -> int:
+        """How many evictions any process has made in this cache so far. A process that remembers which entries
+        exist (to skip a stat per sample) forgets them when this changes; entries disappear no other way, except
+        when a damaged one is deleted on read, and then the reader fetches it again itself."""
+        try:
+            return int((self.root / "evictions").read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
 
     # ------------------------------------------------------------------------------------------------- files
     def local_file(self, name: str, basename: str, download: Callable[[BinaryIO], None]) -> Path:

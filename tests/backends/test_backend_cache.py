@@ -45,9 +45,13 @@ def test_eviction_removes_least_recently_used_first(tmp_path):
         cache.write(_name(i), bytes(1000))
         os.utime(cache.object_path(_name(i)), (now - 1000 + i, now - 1000 + i))
     os.utime(cache.object_path(_name(0)), (now, now))  # 0 was used most recently
+    assert cache.eviction_count() == 0
     remaining = cache.evict(target_bytes=2 * 1016)
     kept = [i for i in range(5) if cache.contains(_name(i))]
     assert kept == [0, 4] and remaining == 2 * 1016
+    assert cache.eviction_count() == 1  # other processes learn that entries they knew are gone
+    cache.evict(target_bytes=2 * 1016)
+    assert cache.eviction_count() == 1  # nothing evicted, nothing to forget
 
 
 def test_writes_keep_the_cache_under_its_cap(tmp_path):
@@ -71,7 +75,7 @@ def test_shared_total_counts_other_processes_writes(tmp_path):
 
 def test_objects_larger_than_the_cache_are_not_cached(tmp_path):
     cache = ObjectCache(tmp_path, max_bytes=100)
-    cache.write(_name(0), bytes(200))
+    assert cache.write(_name(0), bytes(200)) is False
     assert cache.read(_name(0)) is None
 
 

@@ -13,7 +13,7 @@ import torch
 from mmcv import FileClient
 from servers import make_bucket, moto_iam_user, start_fake_gcs, start_moto
 
-from model_hub_mmdet.backends import normalize_file_client_args
+from model_hub_mmdet.backends import ObjectCache, normalize_file_client_args
 from model_hub_mmdet.errors import DataError
 
 
@@ -172,6 +172,30 @@ def test_eviction_keeps_the_cache_under_its_size(store):
     on_disk = sum(p.stat().st_size for p in (backend.cache.root / "objects").rglob("*") if p.is_file())
     assert 0 < on_disk <= 6 * 2000
     assert backend.get("k/0") == bytes([0]) * 2000  # evicted early, fetched again
+
+
+def test_known_entries_are_forgotten_when_another_process_evicts(store, monkeypatch):
+    """The prefetcher asks ``cached`` for every sample of every epoch; the answer is remembered until an
+    eviction anywhere in the cache."""
+    from model_hub_mmdet.backends import base
+
+    monkeypatch.setattr(base, "_RECHECK_EVICTIONS", 0.0)  # look at the eviction count on every call
+    backend = store.backend()
+    for i in range(3):
+        backend.put(bytes([i]) * 1000, f"k/{i}")
+    assert not backend.cached("k/0")
+    assert backend.warm("k/0") and not backend.warm("k/0")  # fetched once
+    backend.get("k/1")
+    assert backend.cached("k/0") and backend.cached("k/1") and not backend.cached("k/2")
+    entry = backend.cache.object_path(backend._entry(store.bucket, "k/1"))
+    entry.unlink()  # removed behind the cache's back: still believed cached (no stat per sample) ...
+    assert backend.cached("k/1")
+    assert backend.get("k/1") == bytes([1]) * 1000 and entry.exists()  # ... and the loader's own read refetches it
+    other = ObjectCache(backend.cache.root, max_bytes=10**6)  # another process sharing the cache directory
+    other.evict(target_bytes=0)
+    assert not backend.cached("k/0") and not backend.cached("k/1")
+    before = store.proxy.requests
+    assert backend.warm("k/0") and store.proxy.requests > before  # prefetched again
 
 
 def test_s3_bad_credentials_are_denied_with_a_clear_error(tmp_path, monkeypatch):
