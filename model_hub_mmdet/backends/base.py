@@ -185,8 +185,24 @@ class ObjectStoreBackend(BaseStorageBackend):
         name = self._entry(bucket, key)
         data = self.cache.read(name)
         if data is None:
+            data = self._fetch_once(name, bucket, key)
+        return data
+
+    def _fetch_once(self, name: str, bucket: str, key: str) -> bytes:
+        """Fetch and cache an object that is not cached, unless another process (the prefetcher, another worker)
+        is fetching it already: then wait for its copy, and fetch only if that fetch fails."""
+        held = self.cache.claim(name)
+        if not held:
+            data = self.cache.wait_for(name)
+            if data is not None:
+                return data
+            held = self.cache.claim(name)  # that fetch failed or hangs: fetch it ourselves
+        try:
             data = self._fetch(bucket, key)
             self._store(name, data)
+        finally:
+            if held:
+                self.cache.release(name)
         return data
 
     def _store(self, name: str, data: bytes) -> bool:
@@ -226,7 +242,16 @@ class ObjectStoreBackend(BaseStorageBackend):
         if self.cache is None or self.cached(filepath):
             return False
         bucket, key = self.resolve(filepath)
-        if self._store(self._entry(bucket, key), self._fetch(bucket, key)):
+        name = self._entry(bucket, key)
+        if not self.cache.claim(name):
+            return False  # someone else is fetching it
+        try:
+            if self.cache.contains(name):  # fetched and released between our look and our claim
+                return False
+            stored = self._store(name, self._fetch(bucket, key))
+        finally:
+            self.cache.release(name)
+        if stored:
             self._known.add(str(filepath))
         return True
 

@@ -3,6 +3,7 @@
 Layout under ``root``::
 
     objects/ab/abcdef...     one object read with ``get``: payload + 16-byte trailer (magic, length, crc32)
+    objects/ab/.claim-abc... a process is fetching that object right now (see "Once per machine")
     files/abcdef.../name     one file fetched with ``get_local_path`` (annotations), kept as a plain file,
     files/abcdef.../.ok      ... next to a record of its size and crc32, written after the file is complete
     size                     the approximate total size of ``objects/``, shared by all processes
@@ -22,7 +23,12 @@ Guarantees:
   to the shared total in batches, so the cap can be overshot by at most ``processes x flush_bytes``.
 * **Once per machine.** :meth:`ObjectCache.local_file` takes a per-entry file lock, so several processes starting
   at once download an annotation file once and the others wait and reuse it. ``files/`` is not evicted: those
-  entries are few, and may be open by a running job.
+  entries are few, and may be open by a running job. Objects get the same treatment without a lock: whoever
+  fetches one first leaves a claim file (:meth:`ObjectCache.claim`), and a process that misses while the claim is
+  fresh waits for the entry (:meth:`ObjectCache.wait_for`) instead of sending a second request. So a data-loader
+  worker that catches up with the prefetcher waits for the image already on its way instead of downloading it
+  again (which would double the requests exactly when the store is the bottleneck). A claim older than
+  ``claim_timeout`` seconds is presumed dead (its process crashed or hangs) and ignored.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ _TRAILER = struct.Struct("<4sQI")  # magic, payload length, crc32 of the payload
 _TOUCH_EVERY = 60.0  # seconds: LRU order at minute resolution is plenty, and saves a metadata write per hit
 _EVICT_TO = 0.9  # evict down to this fraction of the cap, so eviction does not run on every write
 _STALE_TMP = 3600.0  # temporary files older than this were left by a crashed writer
+_CLAIM = ".claim-"  # prefix of claim files, beside the entry they announce
+_WAIT_FIRST, _WAIT_MAX = 0.002, 0.05  # seconds between looks for a claimed entry (doubling from first to max)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 
@@ -88,8 +96,10 @@ def entry_name(namespace: str) -> str:
 class ObjectCache:
     """The on-disk cache described in the module docstring. Safe to use from many threads and processes."""
 
-    def __init__(self, root: str | os.PathLike, max_bytes: int, flush_bytes: int | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, max_bytes: int, flush_bytes: int | None = None,
+                 claim_timeout: float = 60.0) -> None:
         self.root = Path(root).expanduser()
+        self.claim_timeout = float(claim_timeout)
         self._objects = os.path.join(str(self.root), "objects")  # str joins: pathlib was a quarter of a hit's cost
         self.max_bytes = int(max_bytes)
         # How much a process writes before it reports to the shared total (and maybe evicts).
@@ -137,6 +147,55 @@ class ObjectCache:
     def contains(self, name: str) -> bool:
         """Whether an entry exists (not verified; :meth:`read` verifies)."""
         return os.path.isfile(self._object_file(name))
+
+    def _claim_file(self, name: str) -> str:
+        return os.path.join(self._objects, name[:2], _CLAIM + name)
+
+    def claim(self, name: str) -> bool:
+        """Announce that this process is fetching ``name``. False if another process's fresh claim is there (wait
+        for it with :meth:`wait_for`); a stale one is taken over. Release with :meth:`release`."""
+        path = self._claim_file(name)
+        for _ in range(2):
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                return True
+            except FileExistsError:
+                if self._claim_age(path) < self.claim_timeout:
+                    return False
+                _unlink(path)  # its owner died; take over
+            except FileNotFoundError:  # the first entry of its subdirectory
+                with contextlib.suppress(OSError):
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+            except OSError:
+                break  # an unwritable cache: fetch without a claim (writing the entry will fail the same way)
+        return True
+
+    def release(self, name: str) -> None:
+        """Withdraw this process's claim on ``name`` (after writing the entry, or after failing to fetch it)."""
+        with contextlib.suppress(OSError):
+            os.unlink(self._claim_file(name))
+
+    def wait_for(self, name: str) -> bytes | None:
+        """The entry ``name`` once the process that claimed it has written it; None as soon as the claim is gone
+        without an entry (that fetch failed), or stale. Polls with a short, growing sleep."""
+        path, delay = self._claim_file(name), _WAIT_FIRST
+        while True:
+            data = self.read(name)
+            if data is not None:
+                return data
+            age = self._claim_age(path)
+            if age >= self.claim_timeout:
+                return self.read(name)  # written just before the claim was released, or nothing
+            time.sleep(delay)
+            delay = min(2 * delay, _WAIT_MAX)
+
+    @staticmethod
+    def _claim_age(path: str) -> float:
+        """Seconds since the claim at ``path`` was made; infinite if there is none."""
+        try:
+            return time.time() - os.stat(path).st_mtime
+        except FileNotFoundError:
+            return float("inf")
 
     def write(self, name: str, data: bytes) -> bool:
         """Install ``data`` as entry ``name`` atomically, then account for it (and evict if over the cap).
@@ -189,7 +248,7 @@ class ObjectCache:
                     st = entry.stat()
                 except FileNotFoundError:
                     continue
-                if entry.name.startswith(".tmp"):
+                if entry.name.startswith("."):  # a temporary file or a claim, not an entry
                     if now - st.st_mtime > _STALE_TMP:
                         _unlink(entry.path)
                     continue

@@ -2,9 +2,12 @@
 
 The batch sampler runs in the main process and knows the order of the epoch. :class:`PrefetchBatchSampler` wraps
 it: before a batch is handed to the loader, the images of the next ``depth`` samples are already being fetched
-into the cache by a small thread pool (connection-pooled, one SDK client). Workers then hit the cache; a sample
-whose prefetch has not finished is simply fetched by the worker as usual (the cache's atomic writes make the
-duplicate harmless), and a prefetch failure is only logged: the worker's own read raises the real error.
+into the cache by a small thread pool (connection-pooled, one SDK client). Workers then hit the cache; a worker
+that asks for an image whose fetch is still in flight waits for it (the cache's claims, see
+:mod:`model_hub_mmdet.backends.cache`) rather than requesting it a second time, and one whose fetch has not
+started fetches it itself (the prefetcher then skips it). A prefetch failure is only logged: the worker's own
+read raises the real error. From the second epoch on, the prefetcher remembers what is cached and costs a set
+lookup per image.
 
 Wrap the *outermost* batch sampler (after Determined's sharding), so each rank warms only its own samples::
 

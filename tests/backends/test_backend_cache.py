@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from model_hub_mmdet.backends.cache import ObjectCache, entry_name
@@ -103,3 +104,31 @@ def test_local_file_is_verified_and_refetched_when_damaged(tmp_path):
     path.write_bytes(b'{"images": [')  # truncated by something outside our control
     assert cache.local_file(_name(7), "ann.json", download).read_bytes() == b'{"images": []}'
     assert len(calls) == 2
+
+
+def test_a_claim_makes_others_wait_for_the_entry(tmp_path):
+    mine, other = ObjectCache(tmp_path, max_bytes=10**6), ObjectCache(tmp_path, max_bytes=10**6)
+    assert mine.claim(_name(0))
+    assert not other.claim(_name(0))  # fetched by someone else right now
+    writer = threading.Timer(0.2, lambda: (mine.write(_name(0), b"image"), mine.release(_name(0))))
+    writer.start()
+    assert other.wait_for(_name(0)) == b"image"
+    writer.join()
+    assert other.claim(_name(1))  # claims are per entry
+    other.release(_name(1))
+    assert other.claim(_name(1))  # and released ones can be claimed again
+
+
+def test_a_failed_or_dead_claim_does_not_block_others(tmp_path):
+    mine, other = ObjectCache(tmp_path, max_bytes=10**6), ObjectCache(tmp_path, max_bytes=10**6, claim_timeout=30)
+    assert mine.claim(_name(0))
+    threading.Timer(0.1, mine.release, args=[_name(0)]).start()  # the fetch failed: released, nothing written
+    assert other.wait_for(_name(0)) is None
+    assert mine.claim(_name(1))
+    claim = next((tmp_path / "objects").rglob(".claim-*"))
+    os.utime(claim, (time.time() - 60, time.time() - 60))  # its process died a minute ago
+    start = time.monotonic()
+    assert other.wait_for(_name(1)) is None and time.monotonic() - start < 5  # not waited for ...
+    assert other.claim(_name(1))  # ... and taken over
+    mine.write(_name(2), bytes(100))
+    assert mine.evict(target_bytes=10**6) == 116  # claim files are not counted as entries

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -196,6 +197,35 @@ def test_known_entries_are_forgotten_when_another_process_evicts(store, monkeypa
     assert not backend.cached("k/0") and not backend.cached("k/1")
     before = store.proxy.requests
     assert backend.warm("k/0") and store.proxy.requests > before  # prefetched again
+
+
+def test_a_read_waits_for_a_fetch_in_flight_instead_of_fetching_again(store):
+    """A loader worker that catches up with the prefetcher (another process) waits for the image on its way."""
+    backend = store.backend()
+    backend.put(b"image bytes", "k/img.png")
+    name = backend._entry(store.bucket, "k/img.png")
+    prefetcher = ObjectCache(backend.cache.root, max_bytes=10**6)
+    assert prefetcher.claim(name)
+    before = store.proxy.requests
+    done = threading.Timer(0.3, lambda: (prefetcher.write(name, b"image bytes"), prefetcher.release(name)))
+    done.start()
+    assert backend.get("k/img.png") == b"image bytes"
+    done.join()
+    assert store.proxy.requests == before  # one request in all (the prefetcher's, simulated here)
+    assert not backend.warm("k/img.png")
+
+
+def test_a_read_fetches_itself_when_the_fetch_in_flight_fails(store):
+    backend = store.backend()
+    backend.put(b"image bytes", "k/img.png")
+    name = backend._entry(store.bucket, "k/img.png")
+    other = ObjectCache(backend.cache.root, max_bytes=10**6)
+    assert other.claim(name)
+    threading.Timer(0.2, other.release, args=[name]).start()  # gave up without writing
+    before = store.proxy.requests
+    assert backend.get("k/img.png") == b"image bytes"
+    assert store.proxy.requests > before
+    assert not list(backend.cache.root.rglob(".claim-*"))  # no claim left behind
 
 
 def test_s3_bad_credentials_are_denied_with_a_clear_error(tmp_path, monkeypatch):
