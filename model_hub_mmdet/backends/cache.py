@@ -126,17 +126,15 @@ class ObjectCache:
         """The cached payload of ``name``, or ``None`` if absent or damaged (a damaged entry is deleted)."""
         path = self._object_file(name)
         try:
-            with open(path, "rb") as f:
-                blob = f.read()
-                mtime = os.fstat(f.fileno()).st_mtime
+            payload, trailer, mtime = _read_entry(path)
         except FileNotFoundError:
             return None
         except OSError as err:  # an unreadable cache is a miss: the object store still has the data
             logger.warning("cannot read cache entry %s (%s); fetching it", path, err)
             return None
-        payload = _unwrap(blob)
-        if payload is None:
-            logger.warning("cache entry %s is truncated or corrupt (%d bytes); fetching it again", path, len(blob))
+        if not _intact(payload, trailer):
+            logger.warning("cache entry %s is truncated or corrupt (%d bytes); fetching it again", path,
+                           len(payload) + len(trailer))
             _unlink(path)
             return None
         if time.time() - mtime > _TOUCH_EVERY:
@@ -302,16 +300,34 @@ class ObjectCache:
         return path
 
 
-def _unwrap(blob: bytes) -> bytes | None:
-    if len(blob) < _TRAILER.size:
-        return None
-    magic, length, crc = _TRAILER.unpack_from(blob, len(blob) - _TRAILER.size)
-    if magic != _MAGIC or length != len(blob) - _TRAILER.size:
-        return None
-    payload = memoryview(blob)[:length]
-    if zlib.crc32(payload) != crc:
-        return None
-    return payload.tobytes()
+def _read_entry(path: str) -> tuple[bytes, bytes, float]:
+    """(payload, trailer, mtime) of an entry file, read with two ``os.read`` calls: no buffered file object and
+    no slicing copy, which were a third of a cache hit's cost."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        size = max(0, st.st_size - _TRAILER.size)
+        payload = _read_exactly(fd, size)
+        trailer = _read_exactly(fd, _TRAILER.size)
+    finally:
+        os.close(fd)
+    return payload, trailer, st.st_mtime
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """``size`` bytes from ``fd``, or fewer at the end of the file."""
+    data = os.read(fd, size)
+    while len(data) < size and (more := os.read(fd, size - len(data))):
+        data += more  # a short read, rare for regular files
+    return data
+
+
+def _intact(payload: bytes, trailer: bytes) -> bool:
+    """Whether ``trailer`` is ours and matches ``payload``'s length and crc32."""
+    if len(trailer) != _TRAILER.size:
+        return False
+    magic, length, crc = _TRAILER.unpack(trailer)
+    return magic == _MAGIC and length == len(payload) and zlib.crc32(payload) == crc
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
