@@ -169,9 +169,13 @@ class _Listener(http.server.ThreadingHTTPServer):
     request_queue_size = 128
 
 
+CUT_BODY = -1  # a FaultProxy failure "status": the connection drops in the middle of the response body
+
+
 class FaultProxy:
     """An HTTP proxy on 127.0.0.1 in front of ``upstream``. ``fail(n, status)`` makes the next ``n`` requests get
-    ``status`` (status 0 = close the connection without answering); the rest are forwarded unchanged.
+    ``status`` (status 0 = close the connection without answering, CUT_BODY = forward the answer but close the
+    connection halfway through its body); the rest are forwarded unchanged.
     ``requests`` counts every request seen (``paths`` lists them), ``connections`` every TCP connection accepted."""
 
     def __init__(self, upstream: str, latency: float = 0.0, port: int = 0) -> None:
@@ -212,7 +216,7 @@ class FaultProxy:
                 if status == 0:
                     self.close_connection = True
                     return
-                if status is not None:
+                if status is not None and status != CUT_BODY:
                     payload = (
                         f"<Error><Code>{'SlowDown' if status == 503 else 'InternalError'}</Code>"
                         f"<Message>injected</Message></Error>"
@@ -244,6 +248,10 @@ class FaultProxy:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
+                    if status == CUT_BODY:  # the promised Content-Length, half of the bytes, then hang up
+                        self.wfile.write(data[: len(data) // 2])
+                        self.close_connection = True
+                        return
                     self.wfile.write(data)
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
@@ -259,7 +267,8 @@ class FaultProxy:
         return f"http://{HOST}:{self.port}"
 
     def fail(self, count: int, status: int = 503) -> None:
-        """Answer the next ``count`` requests with ``status`` (0: drop the connection)."""
+        """Answer the next ``count`` requests with ``status`` (0: drop the connection; CUT_BODY: drop it halfway
+        through the body)."""
         with self._lock:
             self._failures.extend([status] * count)
 

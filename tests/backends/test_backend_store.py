@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from mmcv import FileClient
-from servers import make_bucket, moto_iam_user, start_fake_gcs, start_moto
+from servers import CUT_BODY, make_bucket, moto_iam_user, start_fake_gcs, start_moto
 
 from model_hub_mmdet.backends import ObjectCache, normalize_file_client_args
 from model_hub_mmdet.errors import DataError
@@ -84,6 +84,18 @@ def test_transient_failures_are_retried(store, fault):
     before = store.proxy.requests
     assert backend.get("k/obj") == b"payload"
     assert store.proxy.requests - before == 4
+
+
+def test_a_body_cut_short_is_fetched_again_not_cached(store):
+    """A connection lost mid-body must not hand a prefix of the image to the decoder, or to the cache."""
+    payload = os.urandom(50_000)
+    backend = store.backend()
+    backend.put(payload, "k/img.png")
+    store.proxy.fail(1, CUT_BODY)
+    before = store.proxy.requests
+    assert backend.get("k/img.png") == payload
+    assert store.proxy.requests - before == 2
+    assert backend.cache.read(backend._entry(store.bucket, "k/img.png")) == payload
 
 
 def test_retries_give_up_with_a_clear_error(store):
