@@ -237,23 +237,25 @@ class ObjectStoreBackend(BaseStorageBackend):
         return found
 
     def warm(self, filepath: str | os.PathLike) -> bool:
-        """Fetch the object into the cache unless it is there already; True if it was fetched. Used by the
-        prefetcher (without a cache there is nothing to warm)."""
+        """Fetch the object into the cache unless it is there already (or on its way); True if it was fetched."""
+        fetch = self.reserve(filepath)
+        return fetch() if fetch is not None else False
+
+    def reserve(self, filepath: str | os.PathLike) -> PendingFetch | None:
+        """Claim the object for a fetch into the cache, to be run later (the prefetcher queues it on a thread);
+        None if it is cached or another fetch is on its way. From now on, a data-loader worker that needs the
+        object waits for this fetch instead of sending a request of its own, so the caller must run the returned
+        fetch or ``cancel()`` it."""
         if self.cache is None or self.cached(filepath):
-            return False
+            return None
         bucket, key = self.resolve(filepath)
         name = self._entry(bucket, key)
         if not self.cache.claim(name):
-            return False  # someone else is fetching it
-        try:
-            if self.cache.contains(name):  # fetched and released between our look and our claim
-                return False
-            stored = self._store(name, self._fetch(bucket, key))
-        finally:
+            return None
+        if self.cache.contains(name):  # fetched and released between our look and our claim
             self.cache.release(name)
-        if stored:
-            self._known.add(str(filepath))
-        return True
+            return None
+        return PendingFetch(self, str(filepath), bucket, key, name)
 
     def _remembered(self, path: str) -> bool:
         if self._pid != os.getpid():
@@ -351,6 +353,28 @@ class ObjectStoreBackend(BaseStorageBackend):
     def _classify(self, err: BaseException, bucket: str, key: str) -> BaseException | str | None:
         """RETRY for transient failures, a DataError to raise for permanent ones, None for anything else."""
         raise NotImplementedError
+
+
+class PendingFetch:
+    """A claimed fetch of one object into the cache (from :meth:`ObjectStoreBackend.reserve`): call it once to
+    fetch (True once done; errors propagate), or :meth:`cancel` it. Either way the claim is released."""
+
+    def __init__(self, backend: ObjectStoreBackend, path: str, bucket: str, key: str, name: str) -> None:
+        self.backend, self.path, self.bucket, self.key, self.name = backend, path, bucket, key, name
+
+    def __call__(self) -> bool:
+        backend = self.backend
+        try:
+            stored = backend._store(self.name, backend._fetch(self.bucket, self.key))
+        finally:
+            backend.cache.release(self.name)
+        if stored:
+            backend._known.add(self.path)
+        return True
+
+    def cancel(self) -> None:
+        """Give the claim up without fetching (a worker that needs the object then fetches it itself)."""
+        self.backend.cache.release(self.name)
 
 
 OBJECT_BACKENDS = ("s3", "gcs")

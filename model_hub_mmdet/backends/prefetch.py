@@ -3,11 +3,10 @@
 The batch sampler runs in the main process and knows the order of the epoch. :class:`PrefetchBatchSampler` wraps
 it: before a batch is handed to the loader, the images of the next ``depth`` samples are already being fetched
 into the cache by a small thread pool (connection-pooled, one SDK client). Workers then hit the cache; a worker
-that asks for an image whose fetch is still in flight waits for it (the cache's claims, see
-:mod:`model_hub_mmdet.backends.cache`) rather than requesting it a second time, and one whose fetch has not
-started fetches it itself (the prefetcher then skips it). A prefetch failure is only logged: the worker's own
-read raises the real error. From the second epoch on, the prefetcher remembers what is cached and costs a set
-lookup per image.
+that asks for an image the prefetcher has queued or is fetching waits for it (each queued image is claimed in
+the cache, see :mod:`model_hub_mmdet.backends.cache`) rather than requesting it a second time. A prefetch
+failure is only logged: the worker's own read raises the real error. From the second epoch on, the prefetcher
+remembers what is cached and costs a set lookup per image.
 
 Wrap the *outermost* batch sampler (after Determined's sharding), so each rank warms only its own samples::
 
@@ -26,12 +25,13 @@ import logging
 import os.path as osp
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from torch.utils.data import DataLoader, Sampler
 
 from model_hub_mmdet.backends import ObjectStoreBackend, object_backend
+from model_hub_mmdet.backends.base import PendingFetch
 
 logger = logging.getLogger(__name__)
 
@@ -76,35 +76,50 @@ def _unwrap(dataset: Any, index: int) -> tuple[Any, int]:
 
 
 class Prefetcher:
-    """Fetches objects into ``backend``'s cache on a thread pool; failures are logged, never raised."""
+    """Fetches objects into ``backend``'s cache on a thread pool; failures are logged, never raised.
+
+    Each object is claimed in the cache when it is queued, not when a thread gets to it: a worker that needs an
+    image still in the queue waits for it rather than fetching it too (the queue is in the loader's order, so the
+    image it needs is at the front). Fetches still queued at :meth:`close` give their claims back.
+    """
 
     def __init__(self, backend: ObjectStoreBackend, threads: int = 8) -> None:
         self.backend = backend
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="model-hub-mmdet-prefetch")
+        self._queued: dict[Future, PendingFetch] = {}
         self._failures = 0
 
     def submit(self, paths: Iterable[str]) -> None:
-        """Queue the ``paths`` that are not cached yet (checked here: a stat is cheaper than a queued task, and
-        from the second epoch on everything is cached)."""
+        """Queue the ``paths`` that are neither cached nor being fetched (once known, a cached path costs a set
+        lookup: from the second epoch on, this is all the prefetcher does)."""
         for path in paths:
             try:
-                if self.backend.cached(path):
-                    continue
+                fetch = self.backend.reserve(path)
             except Exception:  # noqa: BLE001 - e.g. an unresolvable path: the loader reports it
                 continue
-            self._pool.submit(self._warm, path)
+            if fetch is not None:
+                future = self._pool.submit(self._run, fetch)
+                self._queued[future] = fetch
+                future.add_done_callback(self._forget)
 
-    def _warm(self, path: str) -> None:
+    def _forget(self, future: Future) -> None:
+        self._queued.pop(future, None)
+
+    def _run(self, fetch: PendingFetch) -> None:
         try:
-            self.backend.warm(path)
+            fetch()
         except Exception as err:  # noqa: BLE001 - the loader's own read reports it properly
             self._failures += 1
             if self._failures <= 3:
-                logger.warning("prefetch of %s failed (the data loader will retry it): %s", path, err)
+                logger.warning("prefetch of %s failed (the data loader will retry it): %s", fetch.path, err)
 
     def close(self) -> None:
-        """Stop: queued fetches are dropped, running ones finish in the background."""
+        """Stop: queued fetches are dropped (their claims released), running ones finish in the background."""
+        queued = list(self._queued.items())  # before shutdown: cancelling runs _forget on them
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for future, fetch in queued:
+            if future.cancelled():
+                fetch.cancel()
 
 
 class PrefetchBatchSampler(Sampler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -10,7 +11,7 @@ from mmcv import FileClient
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from model_hub_mmdet.backends import normalize_file_client_args
-from model_hub_mmdet.backends.prefetch import PrefetchBatchSampler, sample_paths, with_prefetch
+from model_hub_mmdet.backends.prefetch import PrefetchBatchSampler, Prefetcher, sample_paths, with_prefetch
 from model_hub_mmdet.datasets.shapes import CLASSES
 
 
@@ -93,3 +94,25 @@ def test_sample_paths_follow_dataset_wrappers(shapes_dir, wrapper):
     base = coco_dataset(str(shapes_dir) + "/", "train", None)
     wrapped = RepeatDataset(base, 2) if wrapper == "RepeatDataset" else ConcatDataset([base, base])
     assert sample_paths(wrapped, 9) == sample_paths(base, 1) == [f"{shapes_dir}/train/000001.png"]
+
+
+def test_queued_prefetches_are_claimed_waited_for_and_released_when_dropped(store):
+    """An image queued for prefetch is claimed at once: a reader waits for the prefetcher's copy instead of
+    requesting it again; closing the prefetcher gives the claims of fetches never started back."""
+    backend = store.backend()
+    for i in range(6):
+        backend.put(bytes([i]) * 100, f"k/{i}")
+    claims = lambda: list(backend.cache.root.rglob(".claim-*"))  # noqa: E731
+    store.proxy.latency = 0.2  # one thread, slow requests: most of the queue waits
+    prefetcher = Prefetcher(backend, threads=1)
+    prefetcher.submit([f"k/{i}" for i in range(6)])
+    assert len(claims()) == 6
+    assert backend.get("k/1") == bytes([1]) * 100  # the second in the queue: waited for
+    gets_of_k1 = [p for p in store.proxy.paths if p.startswith("GET") and re.search(r"/k(/|%2F)1(\?|$)", p)]
+    assert len(gets_of_k1) == 1, store.proxy.paths  # the prefetcher's only
+    prefetcher.close()
+    deadline = time.monotonic() + 30  # the fetch running at close finishes in the background
+    while claims() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert claims() == []
+    assert backend.get("k/5") == bytes([5]) * 100  # a dropped fetch: the reader fetches it itself, no wait
