@@ -106,11 +106,15 @@ class ObjectStoreBackend(BaseStorageBackend):
         self._known_evictions = -1
         self._known_checked = 0.0
 
+    def _after_fork(self) -> None:
+        """Drop the state a forked process inherited (client, remembered entries): it belongs to the parent."""
+        if self._pid != os.getpid():
+            self._reset_process_state()
+
     @property
     def client(self) -> Any:
         """This process's SDK client (created on first use, and again after a fork)."""
-        if self._pid != os.getpid():
-            self._reset_process_state()
+        self._after_fork()
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
@@ -185,25 +189,20 @@ class ObjectStoreBackend(BaseStorageBackend):
         name = self._entry(bucket, key)
         data = self.cache.read(name)
         if data is None:
-            data = self._fetch_once(name, bucket, key)
+            data = self._fetch_once(str(filepath), bucket, key, name)
         return data
 
-    def _fetch_once(self, name: str, bucket: str, key: str) -> bytes:
+    def _fetch_once(self, path: str, bucket: str, key: str, name: str) -> bytes:
         """Fetch and cache an object that is not cached, unless another process (the prefetcher, another worker)
         is fetching it already: then wait for its copy, and fetch only if that fetch fails."""
-        held = self.cache.claim(name)
-        if not held:
+        claimed = self.cache.claim(name)
+        if not claimed:
             data = self.cache.wait_for(name)
             if data is not None:
                 return data
-            held = self.cache.claim(name)  # that fetch failed or hangs: fetch it ourselves
-        try:
-            data = self._fetch(bucket, key)
-            self._store(name, data)
-        finally:
-            if held:
-                self.cache.release(name)
-        return data
+            claimed = self.cache.claim(name)  # that fetch failed or hangs: fetch it ourselves
+        # Not remembered: a loader worker never asks ``cached``, and COCO's paths would cost it ~10 MB.
+        return PendingFetch(self, path, bucket, key, name, claimed=claimed, remember=False)()
 
     def _store(self, name: str, data: bytes) -> bool:
         """Cache ``data``; True if it is now cached. A full or read-only disk costs speed, not the training run."""
@@ -229,37 +228,42 @@ class ObjectStoreBackend(BaseStorageBackend):
         if self.cache is None:
             return False
         path = str(filepath)
-        if self._remembered(path):
-            return True
-        found = self.cache.contains(self._entry(*self.resolve(path)))
-        if found:
-            self._known.add(path)
-        return found
+        return self._remembered(path) or self._found(path, self._entry(*self.resolve(path)))
+
+    def _found(self, path: str, name: str) -> bool:
+        """Whether entry ``name`` (of ``path``) exists; remembered if so."""
+        if not self.cache.contains(name):
+            return False
+        self._known.add(path)
+        return True
 
     def warm(self, filepath: str | os.PathLike) -> bool:
         """Fetch the object into the cache unless it is there already (or on its way); True if it was fetched."""
         fetch = self.reserve(filepath)
-        return fetch() if fetch is not None else False
+        if fetch is None:
+            return False
+        fetch()
+        return True
 
     def reserve(self, filepath: str | os.PathLike) -> PendingFetch | None:
         """Claim the object for a fetch into the cache, to be run later (the prefetcher queues it on a thread);
         None if it is cached or another fetch is on its way. From now on, a data-loader worker that needs the
         object waits for this fetch instead of sending a request of its own, so the caller must run the returned
-        fetch or ``cancel()`` it."""
-        if self.cache is None or self.cached(filepath):
+        fetch or ``release()`` it."""
+        path = str(filepath)
+        if self.cache is None or self._remembered(path):
             return None
-        bucket, key = self.resolve(filepath)
+        bucket, key = self.resolve(path)
         name = self._entry(bucket, key)
-        if not self.cache.claim(name):
+        if self._found(path, name) or not self.cache.claim(name):
             return None
         if self.cache.contains(name):  # fetched and released between our look and our claim
             self.cache.release(name)
             return None
-        return PendingFetch(self, str(filepath), bucket, key, name)
+        return PendingFetch(self, path, bucket, key, name)
 
     def _remembered(self, path: str) -> bool:
-        if self._pid != os.getpid():
-            self._reset_process_state()
+        self._after_fork()
         now = time.monotonic()
         if now - self._known_checked >= _RECHECK_EVICTIONS:
             self._known_checked = now
@@ -356,25 +360,30 @@ class ObjectStoreBackend(BaseStorageBackend):
 
 
 class PendingFetch:
-    """A claimed fetch of one object into the cache (from :meth:`ObjectStoreBackend.reserve`): call it once to
-    fetch (True once done; errors propagate), or :meth:`cancel` it. Either way the claim is released."""
+    """A fetch of one object into the cache, usually claimed (see :meth:`ObjectStoreBackend.reserve`): call it
+    once to fetch (returns the bytes; errors propagate), or :meth:`release` it unfetched. Either way the claim is
+    given back.
+    With ``remember``, the backend's ``cached`` answers from memory for this path once it is stored."""
 
-    def __init__(self, backend: ObjectStoreBackend, path: str, bucket: str, key: str, name: str) -> None:
+    def __init__(self, backend: ObjectStoreBackend, path: str, bucket: str, key: str, name: str,
+                 claimed: bool = True, remember: bool = True) -> None:
         self.backend, self.path, self.bucket, self.key, self.name = backend, path, bucket, key, name
+        self.claimed, self.remember = claimed, remember
 
-    def __call__(self) -> bool:
+    def __call__(self) -> bytes:
         backend = self.backend
         try:
-            stored = backend._store(self.name, backend._fetch(self.bucket, self.key))
+            data = backend._fetch(self.bucket, self.key)
+            if backend._store(self.name, data) and self.remember:
+                backend._known.add(self.path)
         finally:
-            backend.cache.release(self.name)
-        if stored:
-            backend._known.add(self.path)
-        return True
+            self.release()
+        return data
 
-    def cancel(self) -> None:
-        """Give the claim up without fetching (a worker that needs the object then fetches it itself)."""
-        self.backend.cache.release(self.name)
+    def release(self) -> None:
+        """Give the claim back (unfetched, a worker that needs the object then fetches it itself)."""
+        if self.claimed:
+            self.backend.cache.release(self.name)
 
 
 OBJECT_BACKENDS = ("s3", "gcs")

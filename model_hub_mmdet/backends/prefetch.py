@@ -25,7 +25,7 @@ import logging
 import os.path as osp
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from torch.utils.data import DataLoader, Sampler
@@ -86,7 +86,7 @@ class Prefetcher:
     def __init__(self, backend: ObjectStoreBackend, threads: int = 8) -> None:
         self.backend = backend
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="model-hub-mmdet-prefetch")
-        self._queued: dict[Future, PendingFetch] = {}
+        self._closed = False
         self._failures = 0
 
     def submit(self, paths: Iterable[str]) -> None:
@@ -98,14 +98,12 @@ class Prefetcher:
             except Exception:  # noqa: BLE001 - e.g. an unresolvable path: the loader reports it
                 continue
             if fetch is not None:
-                future = self._pool.submit(self._run, fetch)
-                self._queued[future] = fetch
-                future.add_done_callback(self._forget)
-
-    def _forget(self, future: Future) -> None:
-        self._queued.pop(future, None)
+                self._pool.submit(self._run, fetch)
 
     def _run(self, fetch: PendingFetch) -> None:
+        if self._closed:
+            fetch.release()  # queued before close: give the claim back without fetching
+            return
         try:
             fetch()
         except Exception as err:  # noqa: BLE001 - the loader's own read reports it properly
@@ -114,12 +112,10 @@ class Prefetcher:
                 logger.warning("prefetch of %s failed (the data loader will retry it): %s", fetch.path, err)
 
     def close(self) -> None:
-        """Stop: queued fetches are dropped (their claims released), running ones finish in the background."""
-        queued = list(self._queued.items())  # before shutdown: cancelling runs _forget on them
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for future, fetch in queued:
-            if future.cancelled():
-                fetch.cancel()
+        """Stop: queued fetches are dropped (the pool only gives their claims back), running ones finish in the
+        background."""
+        self._closed = True
+        self._pool.shutdown(wait=False)
 
 
 class PrefetchBatchSampler(Sampler):

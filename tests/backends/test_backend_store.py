@@ -211,13 +211,20 @@ def test_known_entries_are_forgotten_when_another_process_evicts(store, monkeypa
     assert backend.warm("k/0") and store.proxy.requests > before  # prefetched again
 
 
-def test_a_read_waits_for_a_fetch_in_flight_instead_of_fetching_again(store):
-    """A loader worker that catches up with the prefetcher (another process) waits for the image on its way."""
+def _claimed_by_another_process(store):
+    """A backend, an object ``k/img.png`` in the bucket, its cache entry name, and the cache as another process
+    sees it, holding the claim on that entry (as the prefetcher does while fetching)."""
     backend = store.backend()
     backend.put(b"image bytes", "k/img.png")
     name = backend._entry(store.bucket, "k/img.png")
-    prefetcher = ObjectCache(backend.cache.root, max_bytes=10**6)
-    assert prefetcher.claim(name)
+    other = ObjectCache(backend.cache.root, max_bytes=10**6)
+    assert other.claim(name)
+    return backend, name, other
+
+
+def test_a_read_waits_for_a_fetch_in_flight_instead_of_fetching_again(store):
+    """A loader worker that catches up with the prefetcher (another process) waits for the image on its way."""
+    backend, name, prefetcher = _claimed_by_another_process(store)
     before = store.proxy.requests
     done = threading.Timer(0.3, lambda: (prefetcher.write(name, b"image bytes"), prefetcher.release(name)))
     done.start()
@@ -228,11 +235,7 @@ def test_a_read_waits_for_a_fetch_in_flight_instead_of_fetching_again(store):
 
 
 def test_a_read_fetches_itself_when_the_fetch_in_flight_fails(store):
-    backend = store.backend()
-    backend.put(b"image bytes", "k/img.png")
-    name = backend._entry(store.bucket, "k/img.png")
-    other = ObjectCache(backend.cache.root, max_bytes=10**6)
-    assert other.claim(name)
+    backend, name, other = _claimed_by_another_process(store)
     threading.Timer(0.2, other.release, args=[name]).start()  # gave up without writing
     before = store.proxy.requests
     assert backend.get("k/img.png") == b"image bytes"
