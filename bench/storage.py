@@ -112,7 +112,7 @@ class TrialPass:
     def _cpu(self) -> float:
         """CPU seconds of this process and of the loader's (persistent, so never reaped) workers."""
         me = resource.getrusage(resource.RUSAGE_SELF)
-        workers = getattr(self.batches._it, "_workers", []) if self.batches._it is not None else []
+        workers = getattr(self.batches._it, "_workers", [])  # none before the first batch
         return me.ru_utime + me.ru_stime + sum(_proc_cpu(w.pid) for w in workers)
 
     def run(self) -> tuple[float, float]:
