@@ -1,0 +1,56 @@
+"""The layout of a checkpoint that :class:`~model_hub_mmdet.MMDetTrial` writes: the one place that spells it.
+
+A Determined PyTorchTrial checkpoint directory holds ``state_dict.pth`` (Determined's format: ``models_state_dict``,
+``optimizers_state_dict``, ``callbacks`` ...). MMDetTrial adds:
+
+* ``state_dict.pth["mmdet_meta"]``: the final config text, CLASSES and versions (what a native mmdet
+  checkpoint's ``meta`` holds), written by the trial's callback in ``on_checkpoint_save_start``;
+* ``state_dict.pth["callbacks"]["model_hub_mmdet"]``: the trial's own state (``batches_trained``);
+* ``mmdet_config.py``: the same config text as a file, for people and for ``mmdet`` tools.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "state_dict.pth"
+CONFIG_FILE = "mmdet_config.py"
+META_KEY = "mmdet_meta"
+CALLBACK_KEY = "model_hub_mmdet"  # the name of the trial's PyTorchCallback, hence its key under "callbacks"
+TRIAL_STATE_FILE = "trial_state.pkl"  # Determined's own counters
+
+
+def state_file(checkpoint_dir: str | os.PathLike) -> Path:
+    """``<checkpoint_dir>/state_dict.pth``."""
+    return Path(checkpoint_dir) / STATE_FILE
+
+
+def is_checkpoint_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a directory holding a PyTorchTrial ``state_dict.pth``."""
+    return state_file(path).is_file()
+
+
+def batches_trained(checkpoint_dir: str | os.PathLike) -> int:
+    """How many batches the trial had trained when ``checkpoint_dir`` was written: MMDetTrial's own counter
+    (which survives local resumes), else Determined's ``trial_state.pkl`` counter."""
+    import torch
+
+    state = torch.load(state_file(checkpoint_dir), map_location="cpu", weights_only=True)
+    callbacks = state.get("callbacks") or {}
+    if CALLBACK_KEY in callbacks:
+        return int(callbacks[CALLBACK_KEY]["batches_trained"])
+    trial_state = Path(checkpoint_dir) / TRIAL_STATE_FILE
+    if not trial_state.is_file():
+        return 0
+    with trial_state.open("rb") as f:
+        return int(pickle.load(f).get("batches_trained", 0))
+
+
+def write_config(checkpoint_dir: str | os.PathLike, meta: dict[str, Any]) -> Path:
+    """Write ``mmdet_config.py`` beside ``state_dict.pth`` from an ``mmdet_meta`` dict."""
+    path = Path(checkpoint_dir) / CONFIG_FILE
+    path.write_text(meta["config"], encoding="utf-8")
+    return path
