@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-CONFIGS = Path(__file__).parent / "configs"
+CONFIGS = Path(__file__).parent / "mmdet_configs"  # the tiny mmdet configs the training tests merge
 BASE_CONFIGS = {
     "faster_rcnn": "faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py",
     "mask_rcnn": "mask_rcnn/mask_rcnn_r50_fpn_1x_coco.py",
