@@ -162,6 +162,31 @@ def _val_images(config_path: Path, count: int = 4) -> list[Path]:
     return [prefix / img["file_name"] for img in images if (prefix / img["file_name"]).is_file()]
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    """Rewrite a model-hub experiment file. Without ``-o`` the new YAML goes to stdout with the changes as leading
+    comments (so ``> NEW.yaml`` is a valid file); with ``-o`` the changes are listed and the file is written."""
+    import yaml
+
+    from model_hub_mmdet.experiment_schema import schema_problems
+    from model_hub_mmdet.migrate import legacy_entrypoint_message, legacy_warnings, migrate_file
+
+    if args.in_place and args.out:
+        raise UserError("migrate: give -o NEW.yaml or --in-place, not both")
+    new, changes = migrate_file(args.experiment, args.out, in_place=args.in_place)
+    written = args.out or (args.experiment if args.in_place else None)
+    conf = yaml.safe_load(new)
+    left = [m for m in [legacy_entrypoint_message((conf or {}).get("entrypoint"))] if m]
+    left += legacy_warnings(conf or {}) + schema_problems(conf or {})
+    lines = [f"changed {c}" for c in changes] or [f"{args.experiment}: nothing to migrate"]
+    lines += [f"still to fix: {p}" for p in left]
+    if written:
+        print("\n".join(lines + [f"wrote {written}"]))
+    else:
+        print("\n".join(f"# {line}" for line in lines))
+        print(new, end="" if new.endswith("\n") else "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-hub-mmdet", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -192,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint directory or UUID")
     p.add_argument("out", help="output .pth path")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("migrate", help="rewrite an experiment file of Determined's model hub for this package")
+    p.add_argument("experiment", help="the old experiment YAML (never overwritten without --in-place)")
+    p.add_argument("-o", "--out", help="write the new YAML here (default: print it, with the changes as comments)")
+    p.add_argument("--in-place", action="store_true", help="overwrite the old file with the new YAML")
+    p.set_defaults(func=_cmd_migrate)
 
     p = sub.add_parser("make-shapes", help="write the synthetic COCO-format shapes dataset")
     p.add_argument("out_dir")
