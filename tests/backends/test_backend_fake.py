@@ -40,7 +40,8 @@ def write_annotations(root: Path, split: str, sizes: list[tuple[int, int]], seed
             w, h = rng.randint(8, width // 2), rng.randint(8, height // 2)
             x, y = rng.randint(0, width - w), rng.randint(0, height - h)
             polygon = [x, y, x + w, y, x + w, y + h, x, y + h]
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": int(rng.randint(1, 4)),
+            category = int(rng.randint(1, len(classes) + 1))
+            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": category,
                          "bbox": [x, y, w, h], "area": float(w * h), "segmentation": [polygon], "iscrowd": 0})
     coco = {"images": images, "annotations": anns,
             "categories": [{"id": i + 1, "name": name} for i, name in enumerate(classes)]}
@@ -168,7 +169,8 @@ def test_coco_mask_rcnn_pipeline_runs_on_fake_images(tmp_path: Path) -> None:
 
     ann = write_annotations(tmp_path, "train", [(640, 427), (500, 375), (427, 640)], classes=("person", "car"))
     hparams = {"global_batch_size": 2, "config_file": "mask_rcnn/mask_rcnn_r50_fpn_1x_coco.py",
-               "override_mmdet_config": {"data.train.ann_file": str(ann), "data.train.img_prefix": "train2017/"}}
+               "override_mmdet_config": {"data.train.ann_file": str(ann), "data.train.img_prefix": "train2017/",
+                                         "data.train.classes": ["person", "car"]}}
     dataset = build_dataset(build_mmdet_config(hparams, {"file_client_args": {"backend": "fake"}}).data.train)
     for i, (width, height) in enumerate([(640, 427), (500, 375), (427, 640)]):
         sample = dataset[i]
