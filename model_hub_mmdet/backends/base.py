@@ -45,14 +45,14 @@ class ObjectStoreBackend(BaseStorageBackend):
     """An mmcv storage backend over an object store, with a local read-through cache and retries.
 
     Subclasses set ``scheme``/``schemes`` and implement the ``_new_client``, ``_download``, ``_download_to``,
-    ``_upload``, ``_exists`` and ``_classify`` hooks.
+    ``_upload``, ``_exists``, ``_version`` and ``_classify`` hooks.
 
     Args (all from ``data.file_client_args``, besides ``backend``):
         bucket_name: bucket for paths that are not full URIs.
         key_prefix: key prefix for paths that are not full URIs (``prefix`` in the experiment YAML).
         cache: keep fetched objects in the local cache (default true).
-        cache_dir: cache directory (default ``$MODEL_HUB_MMDET_CACHE_DIR`` or ``~/.cache/model_hub_mmdet/storage``);
-            share it between the processes of a machine, on local disk.
+        cache_dir: cache directory (default ``storage/`` under ``$MODEL_HUB_MMDET_CACHE``, i.e.
+            ``~/.cache/model_hub_mmdet/storage``); share it between the processes of a machine, on local disk.
         cache_size: cap for cached objects, e.g. ``50GB`` (least recently used objects are evicted).
         retries: attempts per request, the first included (default 6).
         retry_backoff / retry_max_backoff: base and cap in seconds of the jittered exponential backoff.
@@ -64,6 +64,9 @@ class ObjectStoreBackend(BaseStorageBackend):
     scheme: ClassVar[str] = ""
     schemes: ClassVar[tuple[str, ...]] = ()
     _allow_symlink = False
+    # What the message of a missing object or bucket tells the user to check (weights set their own).
+    missing_key_hint = "check data_root, ann_file and img_prefix"
+    missing_bucket_hint = "check file_client_args.bucket_name or the data_root URI"
 
     def __init__(
         self,
@@ -280,12 +283,11 @@ class ObjectStoreBackend(BaseStorageBackend):
         With the cache, the file is downloaded once per machine (concurrent processes wait for the first) and kept
         in ``cache_dir/files``; without it, a temporary file is used and deleted on exit.
         """
-        bucket, key = self.resolve(filepath)
-        basename = posixpath.basename(key)
         if self.cache is not None:
-            yield str(self.cache.local_file(self._entry(bucket, key), basename, self._downloader(bucket, key)))
+            yield str(self.local_copy(filepath))
             return
-        fd, tmp = tempfile.mkstemp(suffix="-" + basename)
+        bucket, key = self.resolve(filepath)
+        fd, tmp = tempfile.mkstemp(suffix="-" + posixpath.basename(key))
         try:
             with os.fdopen(fd, "wb") as f:
                 self._downloader(bucket, key)(f)
@@ -293,6 +295,22 @@ class ObjectStoreBackend(BaseStorageBackend):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+    def local_copy(self, filepath: str | os.PathLike, versioned: bool = False) -> Path:
+        """The cached local copy of the object, a plain file under ``cache_dir/files`` that is never evicted,
+        downloaded once per machine (concurrent processes wait for the first) and verified on every call.
+
+        ``versioned``: the object's version (S3 ETag, GCS generation; one metadata request) is part of the cache
+        entry, so an object overwritten in the store is fetched again (weights); else a copy, once made, is kept.
+        """
+        if self.cache is None:
+            raise ConfigError(f"{filepath}: a local copy needs the cache; drop cache: false / cache_size: 0")
+        bucket, key = self.resolve(filepath)
+        name = self._entry(bucket, key)
+        if versioned:
+            version = self._call(lambda: self._version(bucket, key), bucket, key)
+            name = entry_name(f"{name}|{version}")
+        return self.cache.local_file(name, posixpath.basename(key), self._downloader(bucket, key))
 
     def exists(self, filepath: str | os.PathLike) -> bool:
         """Whether the object exists (a missing bucket raises DataError)."""
@@ -352,6 +370,10 @@ class ObjectStoreBackend(BaseStorageBackend):
         raise NotImplementedError
 
     def _exists(self, bucket: str, key: str) -> bool:
+        raise NotImplementedError
+
+    def _version(self, bucket: str, key: str) -> str:
+        """An identifier that changes whenever the object is overwritten."""
         raise NotImplementedError
 
     def _classify(self, err: BaseException, bucket: str, key: str) -> BaseException | str | None:

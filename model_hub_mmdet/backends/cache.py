@@ -40,7 +40,6 @@ import logging
 import os
 import re
 import struct
-import tempfile
 import time
 import zlib
 from collections.abc import Callable
@@ -49,6 +48,7 @@ from typing import BinaryIO
 
 from filelock import FileLock
 
+from model_hub_mmdet._fs import atomic_write, cache_root
 from model_hub_mmdet.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -60,17 +60,18 @@ _EVICT_TO = 0.9  # evict down to this fraction of the cap, so eviction does not 
 _STALE_TMP = 3600.0  # temporary files older than this were left by a crashed writer
 _CLAIM = ".claim-"  # prefix of claim files, beside the entry they announce
 _WAIT_FIRST, _WAIT_MAX = 0.002, 0.05  # seconds between looks for a claimed entry (doubling from first to max)
+LEGACY_CACHE_DIR_ENV = "MODEL_HUB_MMDET_CACHE_DIR"  # deprecated: the storage cache itself (now <root>/storage)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 
 
 def default_cache_dir() -> Path:
-    """``$MODEL_HUB_MMDET_CACHE_DIR``, else ``$XDG_CACHE_HOME/model_hub_mmdet/storage`` (``~/.cache/...``)."""
-    env = os.environ.get("MODEL_HUB_MMDET_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "model_hub_mmdet" / "storage"
+    """``storage/`` under the cache root (``$MODEL_HUB_MMDET_CACHE``, default ``~/.cache/model_hub_mmdet``); the
+    deprecated ``$MODEL_HUB_MMDET_CACHE_DIR`` still names this directory itself when set."""
+    legacy = os.environ.get(LEGACY_CACHE_DIR_ENV)
+    if legacy:
+        return Path(legacy).expanduser()
+    return cache_root() / "storage"
 
 
 def parse_size(value: int | float | str, key: str = "file_client_args.cache_size") -> int:
@@ -100,7 +101,7 @@ class ObjectCache:
                  claim_timeout: float = 60.0) -> None:
         self.root = Path(root).expanduser()
         self.claim_timeout = float(claim_timeout)
-        self._objects = os.path.join(str(self.root), "objects")  # str joins: pathlib was a quarter of a hit's cost
+        self._objects = os.path.join(str(self.root), "objects")  # str joins: pathlib is slow on the hit path
         self.max_bytes = int(max_bytes)
         # How much a process writes before it reports to the shared total (and maybe evicts).
         self.flush_bytes = flush_bytes if flush_bytes is not None else max(1, min(64 << 20, self.max_bytes // 50))
@@ -203,7 +204,7 @@ class ObjectCache:
         path = self.object_path(name)
         path.parent.mkdir(exist_ok=True)
         trailer = _TRAILER.pack(_MAGIC, len(data), zlib.crc32(data))
-        _atomic_write(path, lambda f: (f.write(data), f.write(trailer)))
+        atomic_write(path, lambda f: (f.write(data), f.write(trailer)))
         self._unflushed += len(data) + _TRAILER.size
         if self._unflushed >= self.flush_bytes:
             self.flush()
@@ -294,15 +295,15 @@ class ObjectCache:
             if _verify_file(path, folder / ".ok"):
                 return path
             _unlink(folder / ".ok")
-            _atomic_write(path, download)
+            atomic_write(path, download)
             size, crc = _file_crc(path)
-            _atomic_write(folder / ".ok", lambda f: f.write(json.dumps({"size": size, "crc32": crc}).encode()))
+            atomic_write(folder / ".ok", lambda f: f.write(json.dumps({"size": size, "crc32": crc}).encode()))
         return path
 
 
 def _read_entry(path: str) -> tuple[bytes, bytes, float]:
     """(payload, trailer, mtime) of an entry file, read with two ``os.read`` calls: no buffered file object and
-    no slicing copy, which were a third of a cache hit's cost."""
+    no slicing copy (what that saves per hit: bench/RESULTS.md)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         st = os.fstat(fd)
@@ -328,18 +329,6 @@ def _intact(payload: bytes, trailer: bytes) -> bool:
         return False
     magic, length, crc = _TRAILER.unpack(trailer)
     return magic == _MAGIC and length == len(payload) and zlib.crc32(payload) == crc
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through ``write(fileobj)`` into a temporary sibling, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
 
 
 def _file_crc(path: Path) -> tuple[int, int]:

@@ -9,6 +9,8 @@ Experiment YAML::
         prefix: datasets                  # optional key prefix for non-URI paths (the backend's key_prefix)
         project: my-project               # optional: else the credentials' project
         emulator_host: http://127.0.0.1:4443  # optional: a GCS emulator (or set STORAGE_EMULATOR_HOST)
+        anonymous: false                  # optional: true reads public buckets without credentials; auto does
+                                          # so only when no credentials are found (the default for gs:// weights)
 
 Credentials come from Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, gcloud's user
 credentials, the metadata server of GCE/GKE); an emulator is used anonymously. ``google.cloud.storage`` is
@@ -22,15 +24,17 @@ import contextlib
 import functools
 import importlib
 import inspect
+import logging
 import os
 import warnings
 from typing import Any, BinaryIO
 
 from model_hub_mmdet.backends.base import ObjectStoreBackend, reject_unknown_options
-from model_hub_mmdet.backends.retry import RETRY
-from model_hub_mmdet.errors import DataError
+from model_hub_mmdet.backends.retry import RETRY, first_line
+from model_hub_mmdet.errors import ConfigError, DataError
 
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+logger = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -56,13 +60,17 @@ class GCSBackend(ObjectStoreBackend):
         project: str | None = None,
         emulator_host: str | None = None,
         timeout: float = 60.0,
+        anonymous: bool | str = False,
         **common: Any,
     ) -> None:
         reject_unknown_options(type(self), common)
+        if anonymous not in (True, False, "auto"):
+            raise ConfigError(f"file_client_args.anonymous must be true, false or auto, got {anonymous!r}")
         super().__init__(bucket_name=bucket_name, key_prefix=key_prefix, **common)
         self.project = project
         self.emulator_host = emulator_host
         self.timeout = float(timeout)
+        self.anonymous = anonymous
 
     def _emulator(self) -> str | None:
         host = self.emulator_host or os.environ.get("STORAGE_EMULATOR_HOST")
@@ -87,6 +95,16 @@ class GCSBackend(ObjectStoreBackend):
                 credentials=AnonymousCredentials(),
                 client_options={"api_endpoint": emulator},
             )
+        if self.anonymous is True:
+            return storage.Client.create_anonymous_client()
+        if self.anonymous == "auto":
+            from google.auth.exceptions import DefaultCredentialsError
+
+            try:
+                return storage.Client(project=self.project)
+            except DefaultCredentialsError as err:
+                logger.info("no Google credentials (%s); reading public buckets anonymously", first_line(err))
+                return storage.Client.create_anonymous_client()
         return storage.Client(project=self.project)
 
     def _blob(self, bucket: str, key: str) -> Any:
@@ -94,8 +112,8 @@ class GCSBackend(ObjectStoreBackend):
 
     def _download(self, bucket: str, key: str) -> bytes:
         # The whole object is returned in memory anyway; reading the body in one call instead of 8 KB chunks
-        # halves the client's CPU per image when the prefetcher's threads share the GIL (2.8 vs 5.1 ms for
-        # 300 KB with 16 threads). The crc32c/md5 check and the length check still apply.
+        # halves the client's CPU per image when the prefetcher's threads share the GIL (bench/RESULTS.md).
+        # The crc32c/md5 check and the length check still apply.
         return self._blob(bucket, key).download_as_bytes(retry=None, timeout=self.timeout, **_single_shot())
 
     def _download_to(self, bucket: str, key: str, fileobj: BinaryIO) -> None:
@@ -103,6 +121,11 @@ class GCSBackend(ObjectStoreBackend):
 
     def _upload(self, bucket: str, key: str, data: bytes) -> None:
         self._blob(bucket, key).upload_from_string(data, retry=None, timeout=self.timeout)
+
+    def _version(self, bucket: str, key: str) -> str:
+        blob = self._blob(bucket, key)
+        blob.reload(retry=None, timeout=self.timeout)  # a missing object raises NotFound, classified below
+        return str(blob.generation)
 
     def _exists(self, bucket: str, key: str) -> bool:
         if self._blob(bucket, key).exists(retry=None, timeout=self.timeout):
@@ -124,15 +147,12 @@ class GCSBackend(ObjectStoreBackend):
         from google.api_core import exceptions as gx
         from google.auth import exceptions as ax
 
-        uri = self.uri(bucket, key)
+        uri, detail = self.uri(bucket, key), first_line(err) or type(err).__name__
         if isinstance(err, gx.NotFound):
             if self._bucket_missing(bucket):
                 where = f" at {self._emulator()}" if self._emulator() else ""
-                return DataError(
-                    f"{uri}: bucket {bucket!r} does not exist{where}; check file_client_args.bucket_name or the"
-                    " data_root URI"
-                )
-            return DataError(f"{uri} does not exist; check data_root, ann_file and img_prefix")
+                return DataError(f"{uri}: bucket {bucket!r} does not exist{where}; {self.missing_bucket_hint}")
+            return DataError(f"{uri} does not exist; {self.missing_key_hint}")
         if isinstance(err, (gx.Forbidden, gx.Unauthorized, ax.RefreshError)):
             return DataError(
                 f"{uri}: access denied ({type(err).__name__}); check the Google credentials"
@@ -141,20 +161,17 @@ class GCSBackend(ObjectStoreBackend):
             )
         if isinstance(err, ax.DefaultCredentialsError):
             return DataError(
-                f"{uri}: no usable Google credentials ({_first_line(err)}); set GOOGLE_APPLICATION_CREDENTIALS to a"
+                f"{uri}: no usable Google credentials ({detail}); set GOOGLE_APPLICATION_CREDENTIALS to a"
                 " service-account key file, run gcloud auth application-default login, or run on a VM with a"
                 " service account"
             )
         if isinstance(err, gx.GoogleAPICallError):
-            return RETRY if getattr(err, "code", None) in _TRANSIENT_STATUS else DataError(f"{uri}: {_first_line(err)}")
+            if getattr(err, "code", None) in _TRANSIENT_STATUS:
+                return RETRY
+            return DataError(f"{uri}: {detail}")
         if isinstance(err, _transient_errors()):
             return RETRY
         return None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:

@@ -53,11 +53,14 @@ class RetryPolicy:
         fn: Callable[[], T],
         classify: Callable[[BaseException], BaseException | str | None],
         what: str,
+        give_up: Callable[[BaseException, int, float], BaseException] | None = None,
     ) -> T:
         """Run ``fn`` until it succeeds, ``classify`` calls a failure permanent, or the attempts run out.
 
         ``classify(err)`` returns :data:`RETRY`, an exception to raise instead (permanent), or ``None``
-        (not a storage failure: re-raise unchanged). ``what`` names the object in the final error message.
+        (not a storage failure: re-raise unchanged). ``what`` names the object in log lines and the final error.
+        ``give_up(last_error, attempts, seconds)`` makes the error raised when the attempts run out (default: a
+        :class:`DataError` that points at the endpoint and ``file_client_args.retries``).
         """
         started = time.monotonic()
         for attempt in range(self.attempts):
@@ -71,20 +74,23 @@ class RetryPolicy:
                     raise verdict from err
                 if attempt + 1 >= self.attempts:
                     elapsed = time.monotonic() - started
+                    if give_up is not None:
+                        raise give_up(err, self.attempts, elapsed) from err
                     raise DataError(
                         f"{what}: still failing after {self.attempts} attempts over {elapsed:.1f} s"
-                        f" ({type(err).__name__}: {_first_line(err)}); check that the storage endpoint is reachable"
+                        f" ({type(err).__name__}: {first_line(err)}); check that the storage endpoint is reachable"
                         " or raise file_client_args.retries"
                     ) from err
                 pause = self.delay(attempt)
-                logger.warning("%s: %s: %s; retry %d in %.2f s", what, type(err).__name__, _first_line(err),
-                               attempt + 1, pause)
+                logger.warning("%s: %s: %s; retrying in %.2f s (attempt %d of %d)", what, type(err).__name__,
+                               first_line(err), pause, attempt + 2, self.attempts)
                 if self.on_retry is not None:
                     self.on_retry(attempt, err, pause)
                 time.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, at most 300 characters ("" for an empty message)."""
     text = str(err).strip()
     return text.splitlines()[0][:300] if text else ""

@@ -105,6 +105,9 @@ class S3Backend(ObjectStoreBackend):
     def _upload(self, bucket: str, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
+    def _version(self, bucket: str, key: str) -> str:
+        return str(self.client.head_object(Bucket=bucket, Key=key).get("ETag", "")).strip('"')
+
     def _exists(self, bucket: str, key: str) -> bool:
         from botocore.exceptions import ClientError
 
@@ -126,11 +129,10 @@ class S3Backend(ObjectStoreBackend):
             code, status = _code(err), _status(err)
             if code == "NoSuchBucket" or (code == "404" and err.operation_name == "HeadBucket"):
                 return DataError(
-                    f"{uri}: bucket {bucket!r} does not exist{where} (NoSuchBucket); check"
-                    " file_client_args.bucket_name or the data_root URI"
+                    f"{uri}: bucket {bucket!r} does not exist{where} (NoSuchBucket); {self.missing_bucket_hint}"
                 )
             if code in _MISSING_KEY:
-                return DataError(f"{uri} does not exist ({code}); check data_root, ann_file and img_prefix")
+                return DataError(f"{uri} does not exist ({code}); {self.missing_key_hint}")
             if code in _DENIED:
                 return DataError(
                     f"{uri}: access denied ({code}); check the AWS credentials (AWS_ACCESS_KEY_ID/"

@@ -16,7 +16,7 @@ from mmcv import Config
 from model_hub_mmdet.config.dump import config_text, dump_config, redact
 from model_hub_mmdet.config.file_client import backend_from_uris, substitute_file_client_args
 from model_hub_mmdet.config.finalize import evaluate_kwargs, finalize, split_evaluation_cfg
-from model_hub_mmdet.config.overrides import apply_overrides, coerce_like
+from model_hub_mmdet.config.overrides import apply_overrides, coerce_like, strip_delete
 from model_hub_mmdet.config.resolve import bundled_config_dir, context_on_sys_path, load_config, resolve_config_path
 from model_hub_mmdet.errors import ConfigError
 
@@ -47,16 +47,8 @@ def merge_config_file(cfg: Config, merge_path: str | os.PathLike) -> Config:
         merged = Config._merge_a_into_b(other._cfg_dict.to_dict(), cfg._cfg_dict, allow_list_keys=False)
     except (TypeError, KeyError) as err:
         raise ConfigError(f"merge_config {merge_path}: {err}") from err
-    merged = _strip_delete_keys(merged)  # a _delete_ with nothing below it to replace would reach build_from_cfg
+    merged = strip_delete(merged)  # a _delete_ with nothing below it to replace would reach build_from_cfg
     return Config(merged, cfg_text=cfg.text + f"\n# merged from {merge_path}\n" + other.text, filename=cfg.filename)
-
-
-def _strip_delete_keys(node: Any) -> Any:
-    if isinstance(node, Mapping):
-        return {k: _strip_delete_keys(v) for k, v in node.items() if k != "_delete_"}
-    if isinstance(node, (list, tuple)):
-        return type(node)(_strip_delete_keys(v) for v in node)
-    return node
 
 
 def build_mmdet_config(

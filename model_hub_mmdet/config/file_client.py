@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from mmcv import ConfigDict
 
 from model_hub_mmdet.backends.base import normalize_file_client_args
 from model_hub_mmdet.config.dump import redact
+from model_hub_mmdet.config.walk import dicts
 from model_hub_mmdet.errors import ConfigError
 
 # Pipeline steps that read files through mmcv.FileClient (mmdet 2.28 and common extensions).
@@ -28,28 +29,15 @@ def _as_dict(cfg: Any) -> Mapping:
     return getattr(cfg, "_cfg_dict", cfg)  # an mmcv.Config is not a Mapping; its ConfigDict is
 
 
-def _nodes(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Mapping]]:
-    """Every dict in the config with its path (list elements get numeric segments)."""
-    if isinstance(node, Mapping):
-        yield path, node
-        items: Iterable = node.items()
-    elif isinstance(node, (list, tuple)):
-        items = enumerate(node)
-    else:
-        return
-    for key, value in items:
-        yield from _nodes(value, path + (str(key),))
-
-
 def loading_steps(cfg: Mapping) -> list[tuple[tuple[str, ...], Mapping]]:
     """Every (path, step) of a file-loading pipeline step anywhere in the config: ``data.train/val/test`` at any
     wrapper depth, and the top-level copies (``train_pipeline``, yolox's ``train_dataset``) the dump shows."""
-    return [(p, n) for p, n in _nodes(_as_dict(cfg)) if n.get("type") in LOADING_STEPS]
+    return [(p, n) for p, n in dicts(_as_dict(cfg)) if n.get("type") in LOADING_STEPS]
 
 
 def dataset_nodes(cfg: Mapping) -> list[tuple[tuple[str, ...], Mapping]]:
     """Every dataset config that reads an ``ann_file`` (those accept ``file_client_args`` in mmdet 2.28)."""
-    return [(p, n) for p, n in _nodes(_as_dict(cfg)) if "ann_file" in n and "type" in n]
+    return [(p, n) for p, n in dicts(_as_dict(cfg)) if "ann_file" in n and "type" in n]
 
 
 def substitute_file_client_args(

@@ -6,9 +6,11 @@ import inspect
 import logging
 import warnings
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Callable
 
 from mmcv import Config, ConfigDict
+
+from model_hub_mmdet.config.walk import dataset_configs
 
 logger = logging.getLogger("model_hub_mmdet")
 
@@ -36,17 +38,6 @@ EVAL_HOOK_KEYS = frozenset(
 )
 
 
-def _each_dataset(ds: Any):
-    if isinstance(ds, list):
-        for d in ds:
-            yield from _each_dataset(d)
-    elif isinstance(ds, Mapping):
-        yield ds
-        for key in ("dataset", "datasets"):
-            if key in ds:
-                yield from _each_dataset(ds[key])
-
-
 def finalize(cfg: Config) -> Config:
     """Set ``test_mode=True`` on val/test datasets and replace ``ImageToTensor`` in their pipelines, as
     ``mmdet/tools/test.py`` does, so batched inference works."""
@@ -58,7 +49,7 @@ def finalize(cfg: Config) -> Config:
     for split in ("val", "test"):
         if split not in data:
             continue
-        for ds in _each_dataset(data[split]):
+        for ds in dataset_configs(data[split]):
             # Only datasets that read annotations take test_mode; wrappers (RepeatDataset,
             # MultiImageMixDataset, ...) reject unknown arguments.
             if "ann_file" in ds:

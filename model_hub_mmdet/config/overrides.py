@@ -26,6 +26,7 @@ from typing import Any
 
 from mmcv import Config, ConfigDict
 
+from model_hub_mmdet.config.walk import key_paths
 from model_hub_mmdet.errors import ConfigError
 
 DELETE = "_delete_"
@@ -100,12 +101,13 @@ def _to_config(value: Any) -> Any:
     return value
 
 
-def _strip_delete(value: Any) -> Any:
-    """``value`` without ``_delete_`` keys (they only mean something when merging over an existing dict)."""
+def strip_delete(value: Any) -> Any:
+    """``value`` without ``_delete_`` keys, at any depth (they only mean something when merging over an existing
+    dict; one left with nothing below it to replace would reach mmcv's ``build_from_cfg``)."""
     if isinstance(value, Mapping):
-        return {k: _strip_delete(v) for k, v in value.items() if k != DELETE}
+        return {k: strip_delete(v) for k, v in value.items() if k != DELETE}
     if _is_seq(value):
-        return type(value)(_strip_delete(v) for v in value)
+        return type(value)(strip_delete(v) for v in value)
     return value
 
 
@@ -116,23 +118,11 @@ def _segments(key: Any) -> list[str]:
     return key.split(".")
 
 
-def _paths(node: Any, prefix: tuple = (), depth: int = 10) -> Iterator[tuple[str, ...]]:
-    """Every dict-key path in the config (lists are walked with numeric segments)."""
-    if depth == 0:
-        return
-    items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, list) else ()
-    for k, v in items:
-        path = prefix + (str(k),)
-        if isinstance(node, Mapping):
-            yield path
-        yield from _paths(v, path, depth - 1)
-
-
 def _suggest(root: Mapping, node: Mapping, path: list[str], seg: str) -> str:
     """Closest keys next to ``seg`` plus same-named keys elsewhere in the config (a key at the wrong level)."""
     keys = [str(k) for k in node.keys()]
     close = [".".join(path + [c]) for c in difflib.get_close_matches(seg, keys, n=3, cutoff=0.5)]
-    elsewhere = [".".join(p) for p in _paths(root) if p[-1] == seg and list(p) != path + [seg]]
+    elsewhere = [".".join(p) for p in key_paths(root) if p[-1] == seg and list(p) != path + [seg]]
     found = list(dict.fromkeys(close + elsewhere[:3]))
     if found:
         return f"; closest: {', '.join(found)}"
@@ -197,8 +187,8 @@ def _merged(value: Any, existing: Any, key: str, path: list[str]) -> Any:
                 idx = _index(existing, str(k), key, path)
                 out[idx] = _merged(v, existing[idx], key, path + [str(k)])
             return out
-        return _to_config(coerce_like(_strip_delete(value), existing))
-    return _to_config(coerce_like(_strip_delete(value), existing))
+        return _to_config(coerce_like(strip_delete(value), existing))
+    return _to_config(coerce_like(strip_delete(value), existing))
 
 
 def _other_backend(value: Mapping, existing: Any, path: list[str]) -> bool:
@@ -278,7 +268,7 @@ def _apply_one(root: Mapping, key: str, value: Any, deleted: Mapping[tuple[str, 
     else:
         existing = _child(root, node, leaf, key, segs[:-1])  # raises the "not a dict or list" error
     if existing is _MISSING:  # below a _delete_d subtree the old value still tells the expected types
-        new = _to_config(coerce_like(_strip_delete(value), _deleted_template(deleted, segs)))
+        new = _to_config(coerce_like(strip_delete(value), _deleted_template(deleted, segs)))
     else:
         new = _merged(value, existing, key, segs)
     _set(node, leaf, new, key, segs[:-1])

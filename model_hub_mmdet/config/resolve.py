@@ -24,8 +24,9 @@ def bundled_config_dir() -> Path:
     return Path(mmdet.__file__).resolve().parent / ".mim" / "configs"
 
 
-def _relative_after_configs(path: str) -> str | None:
-    """``/mmdetection/configs/mask_rcnn/x.py`` -> ``mask_rcnn/x.py`` (the part after the last ``configs/``)."""
+def relative_after_configs(path: str | os.PathLike) -> str | None:
+    """``/mmdetection/configs/mask_rcnn/x.py`` -> ``mask_rcnn/x.py``: the part after the last ``configs/``
+    directory (how MMDetection checkouts and model zoo metafiles name configs), or None."""
     parts = Path(path).parts
     if "configs" not in parts:
         return None
@@ -66,7 +67,7 @@ def resolve_config_path(name: str, context_dir: str | os.PathLike = ".", key: st
         for base in config_search_dirs(context_dir):
             if (base / path).is_file():
                 return (base / path).resolve()
-    rel = _relative_after_configs(str(path))
+    rel = relative_after_configs(path)
     if rel is not None and (bundled_config_dir() / rel).is_file():
         found = bundled_config_dir() / rel
         logger.info("%s %s does not exist; using mmdet's bundled copy %s", key, name, found)
@@ -77,7 +78,7 @@ def resolve_config_path(name: str, context_dir: str | os.PathLike = ".", key: st
 def _not_found_message(name: str, key: str, context_dir: str | os.PathLike) -> str:
     bundled = bundled_config_dir()
     candidates = [str(p.relative_to(bundled)) for p in bundled.rglob("*.py") if "_base_" not in p.parts]
-    target = _relative_after_configs(name) or name
+    target = relative_after_configs(name) or name
     close = difflib.get_close_matches(target, candidates, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     where = ", ".join(str(d) for d in config_search_dirs(context_dir))

@@ -1,17 +1,38 @@
-"""Download weights once per machine into a shared cache.
+"""Download weights once per machine into the shared cache.
 
-``fetch(uri)`` returns a local path for ``http(s)://``, ``s3://`` and ``gs://`` URIs:
+``fetch(uri)`` returns a local path for ``http(s)://``, ``s3://`` and ``gs://`` URIs. Everything lands below the
+one cache root, ``$MODEL_HUB_MMDET_CACHE`` (default ``$XDG_CACHE_HOME/model_hub_mmdet``, i.e.
+``~/.cache/model_hub_mmdet``; see :mod:`model_hub_mmdet._fs`).
 
-* **Cache.** ``$MODEL_HUB_MMDET_CACHE`` (default ``$XDG_CACHE_HOME/model_hub_mmdet/weights``, i.e.
-  ``~/.cache/model_hub_mmdet/weights``). HTTP files are keyed by URL (zoo files never change: their name carries
-  their hash); S3/GCS objects also by their ETag/generation, so an overwritten object is fetched again.
+**HTTP(S)** (the model zoo, backbones), cached in ``weights/`` under the root, keyed by URL (zoo files never
+change: their name carries their hash):
+
 * **One download per machine.** Every process (all ranks of a trial, several trials) takes a file lock on the
   cache entry; the first downloads into ``<entry>.part`` and publishes with an atomic rename, the others wait and
   then find the file. A reader never sees a half-written file.
-* **Resume and retry.** A dropped HTTP connection is retried with backoff and resumed with a ``Range`` request
-  from the bytes already in ``.part`` (also those left by a killed process).
+* **Resume and retry.** A dropped connection, a 5xx or a 429 is retried with the storage backends' policy
+  (:class:`~model_hub_mmdet.backends.retry.RetryPolicy`: jittered exponential backoff, here from 1 s up to
+  ``MAX_BACKOFF_S``; ``$MODEL_HUB_MMDET_DOWNLOAD_RETRIES`` retries after the first attempt, default 5) and resumed
+  with a ``Range`` request from the bytes already in ``.part`` (also those left by a killed process).
 * **Hash check.** When an expected sha256 prefix is given (zoo files), the finished file must match it, or it is
   deleted and :class:`~model_hub_mmdet.errors.WeightsError` names both hashes.
+
+**S3 and GCS** go through the same backends as the data (:mod:`model_hub_mmdet.backends`): the same client
+settings, retry policy, error messages and cache (``storage/`` under the root; files there are never evicted).
+The object's ETag (S3) or generation (GCS) is part of the cache entry, so an overwritten object is fetched again.
+The settings, so that weights on MinIO behave like data on MinIO:
+
+* the experiment's ``data.file_client_args`` when its ``backend`` matches the URI's scheme (``s3`` for ``s3://``,
+  ``gcs`` for ``gs://``): ``endpoint_url``, ``region_name``, ``profile_name``, ``anonymous``, ``project``,
+  ``emulator_host``, timeouts, ``retries``, ``cache_dir``... All but the keys that name objects (``bucket_name``,
+  ``prefix``: the URI names bucket and key) and those of the data loader and its cache (``prefetch``,
+  ``prefetch_threads``, ``cache``, ``cache_size``: weights are always cached). The trial passes them to
+  :func:`~model_hub_mmdet.weights.warm_start`;
+* otherwise, and for ``init_cfg`` checkpoints (which mmcv loads without the experiment), the standard
+  environment the data backends also read: ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, ``AWS_PROFILE``,
+  ``AWS_DEFAULT_REGION`` and the AWS credential chain (boto3); ``STORAGE_EMULATOR_HOST`` and Application Default
+  Credentials (GCS). ``gs://`` weights are read anonymously (public buckets) when no Google credentials are found,
+  unless ``anonymous`` says otherwise.
 """
 
 from __future__ import annotations
@@ -23,33 +44,42 @@ import os
 import re
 import socket
 import sys
-import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 from urllib.parse import urlsplit
 
 from filelock import FileLock
 
-from model_hub_mmdet.errors import WeightsError
+from model_hub_mmdet._fs import CACHE_ENV, cache_root
+from model_hub_mmdet.backends.base import ObjectStoreBackend
+from model_hub_mmdet.backends.gcs import GCSBackend
+from model_hub_mmdet.backends.retry import RETRY, RetryPolicy
+from model_hub_mmdet.backends.s3 import S3Backend
+from model_hub_mmdet.errors import DataError, WeightsError
 
 logger = logging.getLogger("model_hub_mmdet")
 
-CACHE_ENV = "MODEL_HUB_MMDET_CACHE"
 RETRIES_ENV = "MODEL_HUB_MMDET_DOWNLOAD_RETRIES"
 CHUNK = 1 << 20
 TIMEOUT_S = 60.0
+FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
+
+# URI scheme -> the storage backend that reads it, as data.file_client_args.backend names it.
+_STORES: dict[str, type[ObjectStoreBackend]] = {"s3": S3Backend, "gs": GCSBackend}
+_BACKEND_NAMES = {"s3": "s3", "gs": "gcs"}
+# data.file_client_args keys that name objects or serve only the data loader and its cache.
+_DATA_ONLY = frozenset({"backend", "bucket_name", "prefix", "key_prefix", "prefetch", "prefetch_threads", "cache",
+                        "cache_size"})
+_CHECK_WEIGHTS = "check the weights URI (hyperparameters.pretrained_weights, load_from or an init_cfg checkpoint)"
 
 
 def cache_dir() -> Path:
-    """The weights cache: ``$MODEL_HUB_MMDET_CACHE`` or ``$XDG_CACHE_HOME/model_hub_mmdet/weights``."""
-    explicit = os.environ.get(CACHE_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-    return Path(xdg).expanduser() / "model_hub_mmdet" / "weights"
+    """The cache of HTTP(S) weights: ``weights/`` under the cache root (``$MODEL_HUB_MMDET_CACHE``)."""
+    return cache_root() / "weights"
 
 
 def _safe_parts(*parts: str) -> Path:
@@ -65,15 +95,12 @@ def _safe_parts(*parts: str) -> Path:
     return Path(*cleaned)
 
 
-def cache_path(uri: str, version: str | None = None) -> Path:
-    """Where ``uri`` is cached: ``<cache>/<host>/<path>`` for HTTP, ``<cache>/<s3|gs>/<bucket>/<key>`` for
-    buckets, with ``version`` (an ETag or generation) as an extra directory above the file name."""
-    parts = urlsplit(uri)
-    rel = _safe_parts(parts.scheme if parts.scheme in ("s3", "gs") else "", parts.netloc, parts.path)
+def cache_path(url: str) -> Path:
+    """Where an HTTP(S) ``url`` is cached: ``<cache>/<host>/<path>`` (a query string adds a hash to the name)."""
+    parts = urlsplit(url)
+    rel = _safe_parts(parts.netloc, parts.path)
     if parts.query:
         rel = rel.with_name(f"{hashlib.sha256(parts.query.encode()).hexdigest()[:8]}-{rel.name}")
-    if version:
-        rel = rel.parent / _safe_parts(version) / rel.name
     return cache_dir() / rel
 
 
@@ -184,80 +211,47 @@ def _copy(src: BinaryIO, dst: BinaryIO, on_chunk: Callable[[int], None]) -> None
 
 
 def _download_http(url: str, part: Path, label: str) -> None:
-    retries = int(os.environ.get(RETRIES_ENV, "5"))
-    for attempt in range(retries + 1):
-        try:
-            _http_attempt(url, part, label)
-            return
-        except _Retryable as err:
-            if attempt == retries:
-                cause = err.__cause__
-                if isinstance(cause, urllib.error.URLError) and not isinstance(cause, urllib.error.HTTPError):
-                    raise _offline_error(url, err, part.with_suffix("")) from err
-                raise WeightsError(f"downloading {url} failed after {retries + 1} attempts: {err}") from err
-            delay = min(MAX_BACKOFF_S, 2.0**attempt)
-            have = part.stat().st_size if part.exists() else 0
-            logger.warning("downloading %s: %s; retrying in %.0f s from byte %d", url, err, delay, have)
-            time.sleep(delay)
+    """Download ``url`` into ``part``, retried and resumed under the storage backends' retry policy."""
+
+    def resuming(attempt: int, err: BaseException, delay: float) -> None:
+        if part.exists() and part.stat().st_size:
+            logger.info("downloading %s: the next attempt resumes from byte %d", url, part.stat().st_size)
+
+    def give_up(err: BaseException, attempts: int, elapsed: float) -> WeightsError:
+        cause = err.__cause__
+        if isinstance(cause, urllib.error.URLError) and not isinstance(cause, urllib.error.HTTPError):
+            return _offline_error(url, err, part.with_suffix(""))
+        return WeightsError(f"downloading {url} failed after {attempts} attempts: {err}")
+
+    policy = RetryPolicy(attempts=int(os.environ.get(RETRIES_ENV, "5")) + 1, base=FIRST_BACKOFF_S, cap=MAX_BACKOFF_S,
+                         on_retry=resuming)
+    policy.call(lambda: _http_attempt(url, part, label), lambda err: RETRY if isinstance(err, _Retryable) else None,
+                url, give_up)
 
 
-def _s3_client():
-    import boto3
+def store_args(uri: str, file_client_args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The storage-backend options for weights at an ``s3://``/``gs://`` ``uri``: the experiment's
+    ``data.file_client_args`` when their backend reads that scheme, less the keys that only concern the data
+    (see the module docstring); ``gs://`` adds ``anonymous: auto`` unless they set ``anonymous``."""
+    scheme = urlsplit(uri).scheme
+    args: dict[str, Any] = {}
+    if isinstance(file_client_args, Mapping) and file_client_args.get("backend") == _BACKEND_NAMES[scheme]:
+        args = {k: v for k, v in file_client_args.items() if k not in _DATA_ONLY}
+    if scheme == "gs":
+        args.setdefault("anonymous", "auto")
+    return args
 
-    return boto3.client("s3")
 
-
-def _s3_version(uri: str) -> tuple[str, str, str]:
-    """(bucket, key, etag) of an ``s3://`` object, with user-facing errors for the usual mistakes."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    parts = urlsplit(uri)
-    bucket, key = parts.netloc, parts.path.lstrip("/")
+def _fetch_object(uri: str, file_client_args: Mapping[str, Any] | None) -> Path:
+    """The cached copy of an ``s3://``/``gs://`` object, through the storage backend of its scheme."""
+    store = _STORES[urlsplit(uri).scheme](**store_args(uri, file_client_args))
+    store.missing_key_hint = store.missing_bucket_hint = _CHECK_WEIGHTS
     try:
-        head = _s3_client().head_object(Bucket=bucket, Key=key)
-    except ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "")
-        if code in ("404", "NoSuchKey", "NotFound"):
-            raise WeightsError(f"{uri} does not exist (bucket {bucket}); check the key") from err
-        raise WeightsError(f"cannot read {uri}: {code or err}; check the bucket name and AWS credentials") from err
-    except BotoCoreError as err:
-        raise WeightsError(f"cannot read {uri}: {err}; check AWS credentials and AWS_ENDPOINT_URL_S3") from err
-    return bucket, key, head.get("ETag", "").strip('"')
-
-
-def _gcs_blob(uri: str):
-    """The ``gs://`` blob with metadata loaded; anonymous access (public buckets) when there are no credentials."""
-    from google.api_core import exceptions as gexc
-    from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import storage
-
-    parts = urlsplit(uri)
-    try:
-        client = storage.Client()
-    except DefaultCredentialsError:
-        client = storage.Client.create_anonymous_client()
-    blob = client.bucket(parts.netloc).blob(parts.path.lstrip("/"))
-    try:
-        blob.reload()
-    except gexc.NotFound as err:
-        raise WeightsError(f"{uri} does not exist; check the bucket {parts.netloc} and object name") from err
-    except gexc.GoogleAPICallError as err:
-        raise WeightsError(f"cannot read {uri}: {err.message}; check GCS credentials") from err
-    return blob
-
-
-def _bucket_version(uri: str) -> str:
-    if uri.startswith("s3://"):
-        return _s3_version(uri)[2]
-    return str(_gcs_blob(uri).generation)
-
-
-def _download_bucket(uri: str, part: Path) -> None:
-    if uri.startswith("s3://"):
-        bucket, key, _ = _s3_version(uri)
-        _s3_client().download_file(bucket, key, str(part))
-    else:
-        _gcs_blob(uri).download_to_filename(str(part))
+        path = store.local_copy(uri, versioned=True)
+    except DataError as err:  # the same message as for data, as the error type of weights
+        raise WeightsError(str(err)) from err
+    logger.info("using %s for %s", path, uri)
+    return path
 
 
 def _verify(path: Path, expected: str | None, uri: str) -> None:
@@ -272,15 +266,21 @@ def _verify(path: Path, expected: str | None, uri: str) -> None:
         )
 
 
-def fetch(uri: str, sha256_prefix: str | None = None) -> Path:
+def fetch(uri: str, sha256_prefix: str | None = None, file_client_args: Mapping[str, Any] | None = None) -> Path:
     """A local copy of ``uri`` (``http(s)://``, ``s3://``, ``gs://``), downloaded once per machine into the cache.
 
-    ``sha256_prefix``: the hash the finished file must start with (zoo file names embed it). Safe to call from
-    many processes at once: they share one download. Raises :class:`WeightsError` on any failure."""
+    ``sha256_prefix``: the hash the finished file must start with (zoo file names embed it).
+    ``file_client_args``: the experiment's ``data.file_client_args``, whose object-store settings also serve
+    ``s3://``/``gs://`` weights when their backend matches. Safe to call from many processes at once: they share
+    one download. Raises :class:`WeightsError` on any failure."""
     scheme = urlsplit(uri).scheme
     if scheme not in ("http", "https", "s3", "gs"):
         raise WeightsError(f"cannot download {uri}: only http(s)://, s3:// and gs:// URIs are supported")
-    dest = cache_path(uri, _bucket_version(uri) if scheme in ("s3", "gs") else None)
+    if scheme in _STORES:
+        path = _fetch_object(uri, file_client_args)
+        _verify(path, sha256_prefix, uri)
+        return path
+    dest = cache_path(uri)
     if dest.is_file():
         logger.info("using cached %s for %s", dest, uri)
         return dest
@@ -294,11 +294,7 @@ def fetch(uri: str, sha256_prefix: str | None = None) -> Path:
             logger.info("using %s, downloaded by another process", dest)
             return dest
         logger.info("downloading %s to %s", uri, dest)
-        if scheme in ("http", "https"):
-            _download_http(uri, part, dest.name)
-        else:
-            part.unlink(missing_ok=True)  # SDK downloads do not resume: start clean
-            _download_bucket(uri, part)
+        _download_http(uri, part, dest.name)
         _verify(part, sha256_prefix, uri)
         os.replace(part, dest)
     return dest

@@ -1,7 +1,8 @@
 """Turn a Determined checkpoint of ``MMDetTrial`` into a native MMDetection checkpoint and config.
 
-The trial's ``state_dict.pth`` (Determined's format) holds ``models_state_dict[0]`` (the detector, ``module.``-prefixed
-under DDP) and ``mmdet_meta`` (final config text, CLASSES, versions). :func:`export_checkpoint` writes
+The trial's ``state_dict.pth`` (Determined's format, laid out in :mod:`model_hub_mmdet.checkpoints`) holds
+``models_state_dict[0]`` (the detector, ``module.``-prefixed under DDP) and ``mmdet_meta`` (final config text,
+CLASSES, versions). :func:`export_checkpoint` writes
 ``{"meta": {...}, "state_dict": {...}}``, the format ``mmcv.runner.save_checkpoint`` writes, so
 ``mmdet.apis.init_detector(OUT.py, OUT.pth)`` and mmdet's ``tools/test.py`` use it unchanged; and the config
 ``OUT.py`` beside it. Such a file can seed a new experiment through ``load_from`` or ``pretrained_weights``.
@@ -22,14 +23,14 @@ from typing import Any
 
 import torch
 
+from model_hub_mmdet._fs import atomic_write
+from model_hub_mmdet.checkpoints import CONFIG_FILE, META_KEY, STATE_FILE, is_checkpoint_dir, state_file
+from model_hub_mmdet.config.walk import dataset_configs
 from model_hub_mmdet.errors import WeightsError
 from model_hub_mmdet.weights.loading import extract_state_dict, load_checkpoint_file
 
 logger = logging.getLogger("model_hub_mmdet")
 
-STATE_FILE = "state_dict.pth"
-CONFIG_FILE = "mmdet_config.py"
-META_KEY = "mmdet_meta"
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
 
@@ -97,28 +98,24 @@ def _classes_from_config(text: str) -> tuple[str, ...] | None:
     except Exception:  # noqa: BLE001 - an unparsable config just has no classes to offer
         return None
     for split in ("test", "val", "train"):
-        ds = cfg.get("data", {}).get(split, {})
-        while isinstance(ds, dict) and "classes" not in ds and "dataset" in ds:
-            ds = ds["dataset"]
-        if isinstance(ds, dict) and ds.get("classes"):
-            return tuple(ds["classes"])
+        for ds in dataset_configs(cfg.get("data", {}).get(split, {})):
+            if ds.get("classes"):
+                return tuple(ds["classes"])
     return None
 
 
 def _read_trial_checkpoint(ckpt_dir: Path) -> tuple[OrderedDict, dict[str, Any]]:
     """(detector state dict, mmdet_meta) of a trial checkpoint directory."""
-    state_file = ckpt_dir / STATE_FILE
-    if not state_file.is_file():
+    if not is_checkpoint_dir(ckpt_dir):
         raise WeightsError(f"{ckpt_dir} has no {STATE_FILE}; is it a checkpoint of a PyTorchTrial?")
-    checkpoint = load_checkpoint_file(state_file, trusted=True)
+    path, config_file = state_file(ckpt_dir), ckpt_dir / CONFIG_FILE
+    checkpoint = load_checkpoint_file(path, trusted=True)
     meta = dict(checkpoint.get(META_KEY) or {}) if isinstance(checkpoint, dict) else {}
-    if not meta.get("config") and (ckpt_dir / CONFIG_FILE).is_file():
-        meta["config"] = (ckpt_dir / CONFIG_FILE).read_text(encoding="utf-8")
+    if not meta.get("config") and config_file.is_file():
+        meta["config"] = config_file.read_text(encoding="utf-8")
     if not meta.get("config"):
-        raise WeightsError(
-            f"{state_file} has no {META_KEY} and {ckpt_dir} no {CONFIG_FILE}: was it written by MMDetTrial?"
-        )
-    return extract_state_dict(checkpoint, str(state_file)), meta
+        raise WeightsError(f"{path} has no {META_KEY} and {ckpt_dir} no {CONFIG_FILE}: was it written by MMDetTrial?")
+    return extract_state_dict(checkpoint, str(path)), meta
 
 
 def native_meta(meta: dict[str, Any], exported_from: str) -> dict[str, Any]:
@@ -147,15 +144,6 @@ def config_path_for(out_path: str | os.PathLike) -> Path:
     return out.with_suffix(".py") if out.suffix == ".pth" else out.with_name(out.name + ".py")
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def export_checkpoint(checkpoint: str | os.PathLike, out_path: str | os.PathLike) -> Path:
     """Write a native MMDetection checkpoint of a trial checkpoint (directory or UUID) to ``out_path`` and its final
     config beside it (``out.pth`` -> ``out.py``). Returns ``out_path``. Raises :class:`WeightsError`."""
@@ -170,8 +158,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_path: str | os.PathLike
     }
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out, lambda p: torch.save(native, p))
-        _atomic_write(config_path_for(out), lambda p: p.write_text(meta["config"], encoding="utf-8"))
+        atomic_write(out, lambda f: torch.save(native, f), private=False)
+        atomic_write(config_path_for(out), lambda f: f.write(meta["config"].encode("utf-8")), private=False)
     except OSError as err:
         raise WeightsError(f"cannot write {out}: {err.strerror or err}") from err
     logger.info("exported %s (%d tensors) and %s", out, len(state), config_path_for(out))

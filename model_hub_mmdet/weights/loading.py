@@ -20,6 +20,7 @@ from typing import Any, Callable, Union
 
 import torch
 
+from model_hub_mmdet.checkpoints import STATE_FILE, is_checkpoint_dir, state_file
 from model_hub_mmdet.errors import ConfigError, WeightsError
 from model_hub_mmdet.weights import zoo
 from model_hub_mmdet.weights.download import fetch
@@ -164,16 +165,20 @@ def _local_path(spec: str, context_dir: str | os.PathLike) -> Path:
         for base in (Path(context_dir), Path.cwd()):
             if (base / path).exists():
                 return (base / path).resolve()
-    if path.is_dir() and (path / "state_dict.pth").is_file():  # a Determined checkpoint directory
-        return path / "state_dict.pth"
+    if is_checkpoint_dir(path):  # a Determined checkpoint directory
+        return state_file(path)
     if path.is_file():
         return path
     raise WeightsError(f"{spec} does not exist (looked in {context_dir} and {Path.cwd()}); check the path")
 
 
-def resolve_weights(spec: str, context_dir: str | os.PathLike = ".") -> WeightsSource:
+def resolve_weights(
+    spec: str, context_dir: str | os.PathLike = ".", file_client_args: Mapping[str, Any] | None = None
+) -> WeightsSource:
     """Make a weights reference local: a path (file, or a Determined checkpoint dir), ``http(s)://``, ``s3://``,
-    ``gs://``, ``torchvision://``, ``open-mmlab://`` or ``mmcls://``. Remote files go through the shared cache."""
+    ``gs://``, ``torchvision://``, ``open-mmlab://`` or ``mmcls://``. Remote files go through the shared cache;
+    ``s3://``/``gs://`` with the object-store settings of ``file_client_args`` (the experiment's
+    ``data.file_client_args``) when its backend matches, see :mod:`model_hub_mmdet.weights.download`."""
     if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
         raise ConfigError(f"weights must be a path or URL, got {spec!r}")
     spec = str(spec).strip()
@@ -181,12 +186,12 @@ def resolve_weights(spec: str, context_dir: str | os.PathLike = ".") -> WeightsS
     if not sep:
         path = _local_path(spec, context_dir)
         if path.is_dir():
-            raise WeightsError(f"{spec} is a directory without state_dict.pth; point at a .pth file")
+            raise WeightsError(f"{spec} is a directory without {STATE_FILE}; point at a .pth file")
         return WeightsSource(spec, path, trusted=True)
     if scheme in ("http", "https"):
         return WeightsSource(spec, _download(spec), trusted=False)
     if scheme in ("s3", "gs"):
-        return WeightsSource(spec, fetch(spec), trusted=True)
+        return WeightsSource(spec, fetch(spec, file_client_args=file_client_args), trusted=True)
     if scheme in ("torchvision", "modelzoo"):
         return WeightsSource(spec, _download(zoo.torchvision_url(rest)), trusted=False)
     if scheme in ("open-mmlab", "openmmlab"):
@@ -227,18 +232,24 @@ def _choose(cfg: Any, hparams: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 def warm_start(
-    model: torch.nn.Module, cfg: Any, hparams: Mapping[str, Any], context_dir: str | os.PathLike = "."
+    model: torch.nn.Module,
+    cfg: Any,
+    hparams: Mapping[str, Any],
+    context_dir: str | os.PathLike = ".",
+    file_client_args: Mapping[str, Any] | None = None,
 ) -> dict | None:
     """Load starting weights into ``model`` (built and ``init_weights()``-ed, not yet wrapped), from, in order of
     precedence, ``hparams["pretrained_weights"]``, the model zoo checkpoint of ``cfg.filename`` when
-    ``hparams["use_pretrained"]``, or the config's ``load_from``. Returns the match report, or None when no
-    weights were asked for. Safe on every process: downloads are shared per machine."""
+    ``hparams["use_pretrained"]``, or the config's ``load_from``. ``file_client_args``: the experiment's
+    ``data.file_client_args``, whose S3/GCS settings (endpoint, profile, retries, cache) also serve ``s3://`` /
+    ``gs://`` weights. Returns the match report, or None when no weights were asked for. Safe on every process:
+    downloads are shared per machine."""
     chosen = _choose(cfg, hparams or {})
     if chosen is None:
         return None
     spec, origin = chosen
     logger.info("warm start: %s from %s", origin, spec)
-    src = resolve_weights(spec, context_dir)
+    src = resolve_weights(spec, context_dir, file_client_args)
     checkpoint = load_checkpoint_file(src.path, src.trusted, spec)
     report = load_state_dict_report(model, extract_state_dict(checkpoint, spec), spec)
     report["origin"] = origin

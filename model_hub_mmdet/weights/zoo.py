@@ -133,20 +133,13 @@ def zoo_index(configs_dir: str | os.PathLike | None = None) -> dict[str, ZooEntr
 def config_key(config_path: str | os.PathLike, configs_dir: str | os.PathLike | None = None) -> str:
     """The zoo key of a config file: its path relative to mmdet's bundled configs dir, or else the part after
     the last ``configs/`` directory (a config from an MMDetection checkout), or else its file name."""
-    if configs_dir is None:
-        from model_hub_mmdet.config import bundled_config_dir
+    from model_hub_mmdet.config.resolve import bundled_config_dir, relative_after_configs
 
-        configs_dir = bundled_config_dir()
     path = Path(config_path).resolve()
-    root = Path(configs_dir).resolve()
+    root = Path(configs_dir if configs_dir is not None else bundled_config_dir()).resolve()
     if path.is_relative_to(root):
         return str(path.relative_to(root))
-    parts = path.parts
-    if "configs" in parts:
-        idx = len(parts) - 1 - parts[::-1].index("configs")
-        if idx + 1 < len(parts):
-            return str(Path(*parts[idx + 1 :]))
-    return path.name
+    return relative_after_configs(path) or path.name
 
 
 def zoo_entry_for_config(config_path: str | os.PathLike | None) -> ZooEntry:
@@ -174,18 +167,22 @@ def zoo_entry_for_config(config_path: str | os.PathLike | None) -> ZooEntry:
     )
 
 
+def _lookup(urls: dict[str, str], name: str, uri: str, missing: str, suggest: bool = True) -> str:
+    """``urls[name]``; else a WeightsError "``uri`` ``missing``", naming the closest names when ``suggest``."""
+    if name in urls:
+        return urls[name]
+    close = difflib.get_close_matches(name, list(urls), n=3) if suggest else []
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise WeightsError(f"{uri} {missing}{hint}")
+
+
 def torchvision_url(name: str) -> str:
     """URL of a ``torchvision://NAME`` backbone (``resnet50``, ``resnet50.imagenet1k_v1``,
     ``ResNet50_Weights.IMAGENET1K_V1``), from the URL table mmcv builds out of the installed torchvision."""
     from mmcv.runner.checkpoint import get_torchvision_models
 
-    urls = get_torchvision_models()
     key = name.lower().replace("_weights", "")
-    if key not in urls:
-        close = difflib.get_close_matches(key, list(urls), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise WeightsError(f"torchvision://{name} is not a torchvision model with weights{hint}")
-    return urls[key]
+    return _lookup(get_torchvision_models(), key, f"torchvision://{name}", "is not a torchvision model with weights")
 
 
 def openmmlab_url(name: str) -> str:
@@ -193,23 +190,15 @@ def openmmlab_url(name: str) -> str:
     ``$MMCV_HOME/open_mmlab.json``; deprecated names are followed to their replacement, as mmcv does."""
     from mmcv.runner.checkpoint import get_deprecated_model_names, get_external_models
 
-    urls = get_external_models()
     renamed = get_deprecated_model_names()
     if name in renamed:
         logger.warning("open-mmlab://%s is deprecated in favour of open-mmlab://%s", name, renamed[name])
         name = renamed[name]
-    if name not in urls:
-        close = difflib.get_close_matches(name, list(urls), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise WeightsError(f"open-mmlab://{name} is not in mmcv's open-mmlab model table{hint}")
-    return urls[name]
+    return _lookup(get_external_models(), name, f"open-mmlab://{name}", "is not in mmcv's open-mmlab model table")
 
 
 def mmcls_url(name: str) -> str:
     """URL of an ``mmcls://NAME`` backbone, from mmcv's mmcls table."""
     from mmcv.runner.checkpoint import get_mmcls_models
 
-    urls = get_mmcls_models()
-    if name not in urls:
-        raise WeightsError(f"mmcls://{name} is not in mmcv's mmcls model table")
-    return urls[name]
+    return _lookup(get_mmcls_models(), name, f"mmcls://{name}", "is not in mmcv's mmcls model table", suggest=False)

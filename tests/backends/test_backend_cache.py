@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
+from pathlib import Path
 
-from model_hub_mmdet.backends.cache import ObjectCache, entry_name
+import pytest
+
+from model_hub_mmdet._fs import atomic_write
+from model_hub_mmdet.backends.cache import ObjectCache, default_cache_dir, entry_name
+from model_hub_mmdet.weights.download import cache_dir as weights_cache_dir
 
 
 def _name(i: int) -> str:
@@ -132,3 +138,31 @@ def test_a_failed_or_dead_claim_does_not_block_others(tmp_path):
     assert other.claim(_name(1))  # ... and taken over
     mine.write(_name(2), bytes(100))
     assert mine.evict(target_bytes=10**6) == 116  # claim files are not counted as entries
+
+
+def test_one_cache_root_for_storage_and_weights(tmp_path, monkeypatch):
+    monkeypatch.delenv("MODEL_HUB_MMDET_CACHE_DIR", raising=False)
+    monkeypatch.delenv("MODEL_HUB_MMDET_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "model_hub_mmdet" / "storage"
+    assert weights_cache_dir() == tmp_path / "xdg" / "model_hub_mmdet" / "weights"
+    monkeypatch.setenv("MODEL_HUB_MMDET_CACHE", str(tmp_path / "root"))
+    assert (default_cache_dir(), weights_cache_dir()) == (tmp_path / "root" / "storage", tmp_path / "root" / "weights")
+    monkeypatch.setenv("MODEL_HUB_MMDET_CACHE_DIR", str(tmp_path / "old-storage"))  # deprecated, still honoured
+    assert (default_cache_dir(), weights_cache_dir()) == (tmp_path / "old-storage", tmp_path / "root" / "weights")
+
+
+def test_atomic_write_publishes_whole_files_only(tmp_path: Path):
+    target = tmp_path / "model.pth"
+    atomic_write(target, lambda f: f.write(b"old"))
+    with pytest.raises(RuntimeError):
+        atomic_write(target, lambda f: (f.write(b"half of the new"), (_ for _ in ()).throw(RuntimeError("disk"))))
+    assert target.read_bytes() == b"old"  # the failed write left the old file, and no temporary file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600  # private by default (cache entries)
+    umask = os.umask(0o022)
+    try:
+        atomic_write(target, lambda f: f.write(b"shared"), private=False)
+    finally:
+        os.umask(umask)
+    assert target.read_bytes() == b"shared" and stat.S_IMODE(target.stat().st_mode) == 0o644  # what the umask gives

@@ -30,6 +30,36 @@ def test_get_text_uri_and_local_path(store):
     assert fc.exists("data/img/a.png") and not fc.exists("data/img/missing.png")
 
 
+def test_local_copy_is_made_once_and_versioned_copies_follow_overwrites(store):
+    backend = store.backend()
+    backend.put(b"version one", "w/model.pth")
+    plain = backend.local_copy("w/model.pth")
+    versioned = backend.local_copy(store.uri("w/model.pth"), versioned=True)
+    assert plain.read_bytes() == versioned.read_bytes() == b"version one" and plain != versioned
+    assert plain.is_relative_to(backend.cache.root / "files") and versioned.name == "model.pth"
+    before = len(store.proxy.paths)
+    assert backend.local_copy(store.uri("w/model.pth"), versioned=True) == versioned
+    # Asked for the version only (google-cloud-storage may look up bucket metadata on a thread: not counted).
+    assert len([r for r in store.proxy.paths[before:] if "model.pth" in r]) == 1
+    backend.put(b"version two", "w/model.pth")
+    again = backend.local_copy("w/model.pth", versioned=True)
+    assert again != versioned and again.read_bytes() == b"version two"
+    assert versioned.read_bytes() == b"version one"  # a reader of the old copy is not disturbed
+    assert backend.local_copy("w/model.pth") == plain and plain.read_bytes() == b"version one"  # kept as it was
+    with pytest.raises(DataError, match=rf"{store.uri('w/none.pth')} does not exist"):
+        backend.local_copy("w/none.pth", versioned=True)
+
+
+def test_messages_name_what_to_check(store, monkeypatch):
+    backend = store.backend(retries=2)  # mmcv shares one instance per set of args: this one is the test's own
+    with pytest.raises(DataError, match=r"does not exist.*; check data_root, ann_file and img_prefix$"):
+        backend.get("no/such.png")
+    monkeypatch.setattr(backend, "missing_key_hint", "check the weights URI")  # what weights set
+    with pytest.raises(DataError, match=r"does not exist.*; check the weights URI$"):
+        backend.get("no/such.png")
+    assert store.backend().missing_key_hint == "check data_root, ann_file and img_prefix"  # per instance
+
+
 def test_prefix_applies_to_plain_paths_only(store):
     fc = FileClient(**normalize_file_client_args({**store.args, "prefix": "datasets/v2"}))
     fc.put(b"x", "coco/a.png")
@@ -275,6 +305,24 @@ def test_gcs_without_credentials_is_a_clear_error(tmp_path, monkeypatch):
     fc = FileClient(backend="gcs", bucket_name="b", cache_dir=str(tmp_path), retries=2)
     with pytest.raises(DataError, match=r"gs://b/k.png: no usable Google credentials.*GOOGLE_APPLICATION_CREDENTIALS"):
         fc.get("k.png")
+
+
+def test_gcs_anonymous_reads_need_no_credentials(tmp_path, monkeypatch):
+    from google.auth.credentials import AnonymousCredentials
+
+    from model_hub_mmdet.backends import GCSBackend
+    from model_hub_mmdet.errors import ConfigError
+
+    bad = tmp_path / "adc.json"
+    bad.write_text("{}")  # not a credentials file: no Application Default Credentials
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(bad))
+    for anonymous in (True, "auto"):  # auto: anonymous because no credentials are found (gs:// weights)
+        client = GCSBackend(bucket_name="b", cache_dir=str(tmp_path), anonymous=anonymous).client
+        assert isinstance(client._credentials, AnonymousCredentials), anonymous
+    with pytest.raises(DataError, match="no usable Google credentials"):
+        GCSBackend(bucket_name="b", cache_dir=str(tmp_path), retries=1).get("k.png")
+    with pytest.raises(ConfigError, match="anonymous must be true, false or auto"):
+        GCSBackend(bucket_name="b", cache_dir=str(tmp_path), anonymous="yes")
 
 
 @pytest.mark.parametrize("kind", ["s3", "gcs"])

@@ -129,6 +129,7 @@ def test_http_errors_and_unsupported_schemes(file_server: FileServer):
 
 
 def test_cache_paths_stay_inside_the_cache(weights_env: Path):
-    assert cache_path("https://h.example:8080/a/../../b.pth").is_relative_to(weights_env)
-    assert cache_path("s3://bucket/dir/x.pth", "etag1") == weights_env / "s3" / "bucket" / "dir" / "etag1" / "x.pth"
+    assert cache_path("https://h.example:8080/a/../../b.pth").is_relative_to(weights_env / "weights")
+    assert cache_path("https://h/dir/x.pth") == weights_env / "weights" / "h" / "dir" / "x.pth"
     assert cache_path("https://h/x.pth?sig=1") != cache_path("https://h/x.pth?sig=2")
+    # s3:// and gs:// weights live in the storage cache, keyed by their version: test_weights_buckets.py
