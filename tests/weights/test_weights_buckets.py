@@ -128,3 +128,16 @@ def test_store_args_keep_the_settings_of_the_matching_backend_only():
     assert store_args("s3://w/x.pth", {"backend": "disk"}) == store_args("s3://w/x.pth") == {}
     gcs = {"backend": "gcs", "emulator_host": "http://127.0.0.1:4443", "anonymous": False}
     assert store_args("gs://w/x.pth", gcs) == {"emulator_host": "http://127.0.0.1:4443", "anonymous": False}
+
+
+def test_warm_start_reads_s3_weights_with_the_data_settings(moto: Server, monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path, coco_checkpoint: bytes):
+    """What the trial does: warm_start gets data.file_client_args, whose endpoint_url reaches the store."""
+    isolate_cloud_env(monkeypatch, tmp_path)  # no AWS_ENDPOINT_URL_S3: only the data settings name the endpoint
+    make_bucket("s3", moto.endpoint, "weights-warm")
+    _put_s3(moto.endpoint, "weights-warm", "model.pth", coco_checkpoint)
+    cfg = tiny_detector_cfg(num_classes=80)
+    model = build_tiny(cfg)
+    report = warm_start(model, cfg, {"pretrained_weights": "s3://weights-warm/model.pth"},
+                        file_client_args={"backend": "s3", "bucket_name": "data", "endpoint_url": moto.endpoint})
+    assert report["matched"] == len(model.state_dict())
