@@ -26,8 +26,8 @@ from helpers import data_overrides, tiny_experiment  # noqa: E402
 import model_hub_mmdet  # noqa: E402,F401
 from model_hub_mmdet.config import build_mmdet_config  # noqa: E402
 from model_hub_mmdet.datasets.shapes import make_shapes  # noqa: E402
-from model_hub_mmdet.experiment import load_experiment  # noqa: E402
-from model_hub_mmdet.local import local_hparams, train_local  # noqa: E402
+from model_hub_mmdet.expconf import load_experiment, local_hparams  # noqa: E402
+from model_hub_mmdet.local import train_local  # noqa: E402
 
 MODELS = ("faster_rcnn", "mask_rcnn", "retinanet")
 DEMO = "demo"  # examples/shapes: the real demo Mask R-CNN, 128 px images, batch 8

@@ -54,3 +54,45 @@ def write_config(checkpoint_dir: str | os.PathLike, meta: dict[str, Any]) -> Pat
     path = Path(checkpoint_dir) / CONFIG_FILE
     path.write_text(meta["config"], encoding="utf-8")
     return path
+
+
+def local_storage_dir() -> Path:
+    """Where Determined's local mode stores checkpoints: ``$XDG_DATA_HOME/determined`` (``~/.local/share/...``)."""
+    import appdirs
+
+    return Path(appdirs.user_data_dir("determined"))
+
+
+RUN_LOG = "checkpoints.jsonl"  # in a local run's --out directory: one line per checkpoint, oldest first
+
+
+def log_checkpoint(run_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike, batches: int) -> None:
+    """Append a complete checkpoint to a run directory's log (what ``--auto-resume`` reads)."""
+    import json
+
+    path = Path(run_dir) / RUN_LOG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"checkpoint": str(checkpoint_dir), "batches": int(batches)}) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def newest_complete(run_dir: str | os.PathLike) -> Path | None:
+    """The newest checkpoint in a run directory's log that is still complete on disk (None if there is none)."""
+    import json
+
+    path = Path(run_dir) / RUN_LOG
+    if not path.is_file():
+        return None
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:  # a line cut by a kill: the checkpoints before it still count
+            continue
+    for entry in reversed(entries):
+        candidate = Path(entry.get("checkpoint", ""))
+        if is_checkpoint_dir(candidate) and (candidate / "metadata.json").is_file():
+            return candidate
+    return None

@@ -6,9 +6,11 @@ Errors a user can fix print one line and exit 1 (``--debug`` shows the traceback
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,9 +21,11 @@ from model_hub_mmdet.errors import UserError
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from model_hub_mmdet.experiment import check_experiment
+    from model_hub_mmdet.check import check_experiment
 
     report = check_experiment(args.experiment, args.context)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if report.ok:
         print(f"{args.experiment}: OK")
         for key, value in report.summary.items():
@@ -35,12 +39,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_print_config(args: argparse.Namespace) -> int:
     from model_hub_mmdet.config import build_mmdet_config, config_text
-    from model_hub_mmdet.experiment import load_experiment
-    from model_hub_mmdet.local import local_hparams
+    from model_hub_mmdet.expconf import load_experiment, local_hparams, section
 
     conf = load_experiment(args.experiment)
     context = args.context or "."
-    cfg = build_mmdet_config(local_hparams(conf.get("hyperparameters") or {}), conf.get("data") or {}, context)
+    cfg = build_mmdet_config(local_hparams(section(conf, "hyperparameters")), section(conf, "data"), context)
     print(config_text(cfg))
     return 0
 
@@ -92,30 +95,84 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 1
     if args.nproc > 1 and "RANK" not in os.environ:
         return _torchrun(args)
-    from model_hub_mmdet.experiment import entrypoint_class, load_experiment, load_trial_class
+    from model_hub_mmdet.expconf import entrypoint_class, load_experiment
+    from model_hub_mmdet.launch import load_trial_class
     from model_hub_mmdet.local import train_local
 
     conf = load_experiment(args.experiment)
     if args.context:
         os.chdir(args.context)
-    trial_cls = load_trial_class(entrypoint_class(conf.get("entrypoint")), ".")
+    trial_cls = load_trial_class(args.trial or entrypoint_class(conf.get("entrypoint")), ".")
     name = conf.get("name") or Path(args.experiment).stem
     out = Path(args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     chief = int(os.environ.get("RANK", "0")) == 0
+    resume = _resume_from(args, out)
+    again = f"model-hub-mmdet train {args.experiment} --local --out {out} --auto-resume"
     started = time.time()
-    result = train_local(
-        conf,
-        trial_cls,
-        max_batches=args.max_batches,
-        validation_period=args.validation_period,
-        resume=args.resume,
-        tensorboard_dir=out / "tensorboard",
-        show_progress=True,
-    )
+    try:
+        result = train_local(
+            conf,
+            trial_cls,
+            max_batches=args.max_batches,
+            validation_period=args.validation_period,
+            resume=resume,
+            tensorboard_dir=out / "tensorboard",
+            test_mode=args.test,
+            show_progress=True,
+            run_dir=out,
+        )
+    except KeyboardInterrupt:
+        if chief:
+            print(f"\ninterrupted; {_newest_line(out)}continue with: {again}", file=sys.stderr)
+        return 130
+    except OSError as err:
+        where = _disk_full_path(err)
+        if where is None:
+            raise
+        raise UserError(
+            f"no space left on the device writing {where}; {_newest_line(out)}free space and continue with: {again}"
+        ) from err
     if not chief:
         return 0
     _finish_run(conf, result, out, time.time() - started)
     return 0
+
+
+def _resume_from(args: argparse.Namespace, out: Path) -> str | None:
+    """``--resume DIR``, or with ``--auto-resume`` the newest complete checkpoint logged in ``--out``."""
+    from model_hub_mmdet import checkpoints
+
+    if not args.auto_resume:
+        return args.resume
+    if args.resume:
+        raise UserError("--resume and --auto-resume exclude each other; give one")
+    if not args.out:
+        raise UserError("--auto-resume needs --out RUN_DIR (the run directory whose checkpoints it continues from)")
+    newest = checkpoints.newest_complete(out)
+    if newest is None:
+        print(f"--auto-resume: no complete checkpoint in {out} yet; starting from the beginning", file=sys.stderr)
+        return None
+    print(f"--auto-resume: continuing from {newest}", file=sys.stderr)
+    return str(newest)
+
+
+def _disk_full_path(err: OSError) -> str | None:
+    """The file being written when the disk filled up, or None when ``err`` is not a full disk."""
+    full = (errno.ENOSPC, errno.EDQUOT)
+    if err.errno in full:
+        return str(err.filename or "a checkpoint")
+    if isinstance(err, shutil.Error) and err.args and isinstance(err.args[0], list):  # copytree gathers errors
+        for entry in err.args[0]:
+            if any(f"[Errno {code}]" in str(entry) for code in full):
+                return str(entry[1]) if isinstance(entry, tuple) and len(entry) > 1 else "a checkpoint"
+    return None
+
+
+def _newest_line(out: Path) -> str:
+    from model_hub_mmdet import checkpoints
+
+    newest = checkpoints.newest_complete(out)
+    return f"the newest complete checkpoint is {newest}; " if newest else "no checkpoint was completed; "
 
 
 def _finish_run(conf: dict[str, Any], result: Any, out: Path, seconds: float) -> None:
@@ -145,8 +202,9 @@ def _finish_run(conf: dict[str, Any], result: Any, out: Path, seconds: float) ->
             if images:
                 drawn = draw_predictions(native.with_suffix(".py"), native, images, out / "predictions.png")
                 print(f"predictions: {drawn}")
-        except (ImportError, UserError, OSError) as err:
-            print(f"(could not export or draw predictions: {err})")
+        except Exception as err:  # noqa: BLE001 - the run and its checkpoint are done; extras must not fail it
+            reason = str(err).splitlines()[0] if str(err) else ""
+            print(f"(could not export or draw predictions: {type(err).__name__}: {reason})")
 
 
 def _val_images(config_path: Path, count: int = 4) -> list[Path]:
@@ -202,8 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true", help="run here, without a cluster (required)")
     p.add_argument("--max-batches", type=int, help="train this many batches (default: searcher.max_length)")
     p.add_argument("--validation-period", type=int, help="validate every N batches")
+    p.add_argument("--test", action="store_true",
+                   help="Determined's test mode: train one batch, validate one batch (det experiment create --test)")
+    p.add_argument("--trial", help="module:Class of the trial (default: the experiment's entrypoint)")
     p.add_argument("--nproc", type=int, default=1, help="processes (torchrun; gloo on CPU)")
     p.add_argument("--resume", help="Determined checkpoint directory to continue from")
+    p.add_argument("--auto-resume", action="store_true",
+                   help="continue from the newest complete checkpoint of --out (like mmdet's --auto-resume)")
     p.add_argument("--context", help="context directory (default: current directory)")
     p.add_argument("--out", help="output directory for plots, logs and exports (default: runs/NAME-TIME)")
     p.set_defaults(func=_cmd_train)

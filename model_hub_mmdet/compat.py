@@ -14,6 +14,15 @@ Each fix is the narrowest one that works, and each is exercised by ``tests/test_
 * **torch's "No CUDA runtime is found" line.** ``import mmcv.ops`` loads ``torch.utils.cpp_extension``, whose
   import logs a warning whenever the CUDA toolkit is on disk but no GPU is visible (every CPU run of the CUDA
   torch build). Only that logger's warnings are dropped.
+* **Ragged arrays in mmdet's recall.** ``eval_recalls`` (the ``proposal_fast`` metric) stacks per-image IoU
+  matrices of different shapes with ``np.array(list)``; numpy >= 1.24 refuses ragged input unless
+  ``dtype=object``. That module's ``np`` is given an ``array`` that builds the object array numpy 1.x built;
+  every other numpy call passes through. Applied by :mod:`model_hub_mmdet.evaluation` (which imports mmdet).
+* **mmcv's loggers silence everyone else's.** The first ``mmcv.utils.get_logger(name)`` of each name (called by
+  ``init_weights``, ``print_log`` and mmdet's ``get_root_logger``) sets every root ``StreamHandler`` to ERROR, to
+  avoid duplicate lines; that hides Determined's own INFO lines (``det experiment create --test`` then never prints
+  "The test experiment passed."). ``mmcv`` and ``mmdet`` are registered as initialised loggers instead, so
+  their messages propagate to the root handlers like any library's and nothing is silenced.
 * **mmcv's v2.0 banner.** ``import mmcv`` warns about a release that happened years ago on every process
   (and every data-loader worker); it is silenced by message, nothing else is.
 """
@@ -71,6 +80,41 @@ def silence_mmcv_banner() -> None:
     warnings.filterwarnings("ignore", message="On January 1, 2023, MMCV will release v2.0.0")
 
 
+class _RaggedArrayNumpy:
+    """numpy, except that ``array`` of a ragged list of arrays gives a 1-D object array (numpy 1.x's result)."""
+
+    def __getattr__(self, name: str):
+        return getattr(np, name)
+
+    @staticmethod
+    def array(obj, *args, **kwargs):
+        try:
+            return np.array(obj, *args, **kwargs)
+        except ValueError:
+            if args or kwargs or not isinstance(obj, list):
+                raise
+            out = np.empty(len(obj), dtype=object)
+            for i, item in enumerate(obj):
+                out[i] = item
+            return out
+
+
+def keep_root_log_handlers() -> None:
+    """Stop mmcv's ``get_logger`` from raising root handlers to ERROR (see the module notes)."""
+    from mmcv.utils import logging as mmcv_logging
+
+    for name in ("mmcv", "mmdet"):
+        mmcv_logging.logger_initialized.setdefault(name, True)
+
+
+def ragged_arrays_in_mmdet_recall() -> None:
+    """Let mmdet's ``eval_recalls`` stack per-image IoU matrices of different shapes (see the module notes)."""
+    from mmdet.core.evaluation import recall
+
+    if not isinstance(recall.np, _RaggedArrayNumpy):
+        recall.np = _RaggedArrayNumpy()
+
+
 _applied = False
 
 
@@ -83,4 +127,5 @@ def apply() -> None:
     silence_mmcv_banner()
     silence_cpp_extension_cuda_notice()
     allow_numpy_in_weights_only_load()
+    keep_root_log_handlers()
     _applied = True

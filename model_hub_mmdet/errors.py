@@ -15,3 +15,7 @@ class DataError(UserError):
 
 class WeightsError(UserError):
     """Pretrained or exported weights cannot be found, downloaded, verified or loaded."""
+
+
+class SetupError(UserError):
+    """The installed stack (e.g. Determined's version) does not provide what this package needs."""

@@ -9,6 +9,7 @@ predicted them, as mmdet's ``single_gpu_test`` does, so little crosses the netwo
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import numbers
@@ -19,6 +20,9 @@ import numpy as np
 from determined import pytorch
 from mmdet.core import encode_mask_results
 
+from model_hub_mmdet import compat
+
+compat.ragged_arrays_in_mmdet_recall()
 logger = logging.getLogger("model_hub_mmdet")
 
 COCO_SUFFIXES = ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l")
@@ -86,12 +90,43 @@ def evaluate_predictions(
     return metrics
 
 
-class PredictionGatherer(pytorch.MetricReducer):
-    """Collects per-image predictions on each slot and evaluates the whole dataset on the chief."""
+def evaluation_subset(dataset: Any, indices: Sequence[int]) -> Any:
+    """A shallow copy of a COCO-style dataset that holds only the images at ``indices``, so that its
+    ``evaluate`` scores those images alone (bbox, segm, proposal and panoptic metrics)."""
+    if not hasattr(dataset, "data_infos"):
+        raise RuntimeError(f"{type(dataset).__name__} has no data_infos: cannot evaluate a subset of its images")
+    indices = list(indices)
+    subset = copy.copy(dataset)
+    subset.data_infos = [dataset.data_infos[i] for i in indices]
+    if getattr(dataset, "img_ids", None) is not None:
+        subset.img_ids = [dataset.img_ids[i] for i in indices]
+    if getattr(dataset, "proposals", None) is not None:
+        subset.proposals = [dataset.proposals[i] for i in indices]
+    coco = getattr(dataset, "coco", None)
+    if coco is not None and hasattr(coco, "img_ann_map"):  # panoptic: PQ iterates the ground truth's images
+        keep = set(getattr(subset, "img_ids", None) or [info["id"] for info in subset.data_infos])
+        subset.coco = copy.copy(coco)
+        subset.coco.img_ann_map = {k: v for k, v in coco.img_ann_map.items() if k in keep}
+    return subset
 
-    def __init__(self, evaluate: Callable[[list[Any]], dict[str, float]], dataset_size: int) -> None:
+
+class PredictionGatherer(pytorch.MetricReducer):
+    """Collects per-image predictions on each slot and evaluates the whole dataset on the chief.
+
+    Every validation image must have been predicted once, except when ``partial_ok()`` says so (Determined's
+    test mode validates one batch per slot): then the images that were predicted are evaluated, and a log line
+    says how many.
+    """
+
+    def __init__(
+        self,
+        evaluate: Callable[..., dict[str, float]],
+        dataset_size: int,
+        partial_ok: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.evaluate = evaluate
         self.dataset_size = dataset_size
+        self.partial_ok = partial_ok
         self.reset()
 
     def reset(self) -> None:
@@ -111,6 +146,11 @@ class PredictionGatherer(pytorch.MetricReducer):
                     raise RuntimeError(f"validation image {idx} was predicted by more than one slot")
                 by_index[idx] = result
         missing = self.dataset_size - len(by_index)
-        if missing:
+        if not missing:
+            return self.evaluate([by_index[i] for i in range(self.dataset_size)])
+        if not self.partial_ok():
             raise RuntimeError(f"validation covered {len(by_index)} of {self.dataset_size} images ({missing} missing)")
-        return self.evaluate([by_index[i] for i in range(self.dataset_size)])
+        covered = sorted(by_index)
+        logger.info("test mode: evaluating the %d of %d validation images that were predicted",
+                    len(covered), self.dataset_size)
+        return self.evaluate([by_index[i] for i in covered], covered)

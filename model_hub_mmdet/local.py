@@ -6,92 +6,19 @@ Determined's ``DistributedContext.from_torch_distributed()``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import os
-import pickle
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model_hub_mmdet import checkpoints
 from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.expconf import local_hparams, section
+from model_hub_mmdet.launch import configure_context, fit_kwargs, init_kwargs
 
 logger = logging.getLogger("model_hub_mmdet")
-
-
-def local_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
-    """Plain values for a local run from Determined hyperparameter specs: ``const`` -> its ``val``,
-    ``categorical`` -> its first value, ``int``/``double``/``log`` -> the middle of the range; nested specs
-    (``type: object``) recurse. Plain values pass through."""
-    return {key: _local_value(key, spec) for key, spec in hparams.items()}
-
-
-HPARAM_TYPES = ("const", "categorical", "int", "double", "log", "object")
-
-
-def _local_value(key: str, spec: Any) -> Any:
-    if not isinstance(spec, Mapping):
-        return spec
-    if "type" not in spec:  # a nested hyperparameter group (e.g. override_mmdet_config)
-        return {k: _local_value(f"{key}.{k}", v) for k, v in spec.items()}
-    kind = spec["type"]
-    if kind not in HPARAM_TYPES:
-        raise ConfigError(
-            f"hyperparameters.{key}: a mapping with type: {kind!r} is read by Determined as a hyperparameter spec;"
-            f" write mmdet dicts with dotted keys ({key}.type: {kind}) or as {{type: const, val: {{...}}}}"
-        )
-    if kind == "const":
-        return spec["val"]
-    if kind == "categorical":
-        return spec["vals"][0]
-    if kind == "int":
-        return (int(spec["minval"]) + int(spec["maxval"])) // 2
-    if kind == "double":
-        return (float(spec["minval"]) + float(spec["maxval"])) / 2
-    if kind == "log":
-        return float(spec.get("base", 10)) ** ((float(spec["minval"]) + float(spec["maxval"])) / 2)
-    return {k: _local_value(f"{key}.{k}", v) for k, v in spec["vals"].items()}  # object
-
-
-def max_batches_of(exp_conf: Mapping[str, Any], default: int | None = None) -> int:
-    """``searcher.max_length`` in batches (``batches`` or ``records``; ``epochs`` need the loader: not here)."""
-    length = (exp_conf.get("searcher") or {}).get("max_length")
-    gbs = int(local_hparams(exp_conf.get("hyperparameters") or {}).get("global_batch_size", 1))
-    if isinstance(length, int):
-        return length
-    if isinstance(length, Mapping) and "batches" in length:
-        return int(length["batches"])
-    if isinstance(length, Mapping) and "records" in length:
-        return math.ceil(int(length["records"]) / gbs)
-    if default is not None:
-        return default
-    raise ConfigError("searcher.max_length must be given in batches or records for a local run (or pass --max-batches)")
-
-
-def period_batches(exp_conf: Mapping[str, Any], key: str) -> int | None:
-    value = exp_conf.get(key)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, Mapping) and "batches" in value:
-        return int(value["batches"])
-    return None
-
-
-def checkpoint_batches_trained(checkpoint_dir: str | os.PathLike) -> int:
-    """How many batches the trial had trained when ``checkpoint_dir`` was written (MMDetTrial's own counter,
-    which survives local resumes; Determined's ``trial_state.pkl`` counter as a fallback)."""
-    import torch
-
-    state_dict = Path(checkpoint_dir) / "state_dict.pth"
-    if not state_dict.is_file():
-        raise ConfigError(f"--resume {checkpoint_dir}: not a Determined checkpoint (no state_dict.pth)")
-    callbacks = torch.load(state_dict, map_location="cpu", weights_only=True).get("callbacks") or {}
-    if "model_hub_mmdet" in callbacks:
-        return int(callbacks["model_hub_mmdet"]["batches_trained"])
-    with (Path(checkpoint_dir) / "trial_state.pkl").open("rb") as f:
-        return int(pickle.load(f).get("batches_trained", 0))
 
 
 @dataclass
@@ -107,11 +34,16 @@ class RunResult:
 class Progress:
     """A tqdm bar with the running loss and ETA, and validation metrics printed by name (chief only)."""
 
-    def __init__(self, total: int, initial: int = 0, enabled: bool = True) -> None:
+    def __init__(self, total: int | None = None, initial: int = 0, enabled: bool = True) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, initial=initial, unit="batch", dynamic_ncols=True, disable=not enabled)
         self.enabled = enabled
+
+    def set_total(self, total: int | None) -> None:
+        """The run's length in batches, known once the trial has its training loader."""
+        self.bar.total = total
+        self.bar.refresh()
 
     def batch(self, metrics: Mapping[str, Any]) -> None:
         self.bar.update(1)
@@ -128,7 +60,9 @@ class Progress:
         self.bar.close()
 
 
-def _recorder_trial(trial_cls: type, result: RunResult, progress: Progress | None = None) -> type:
+def _recorder_trial(
+    trial_cls: type, result: RunResult, progress: Progress | None = None, run_dir: Path | None = None
+) -> type:
     """A subclass of ``trial_cls`` that also records metrics and checkpoints into ``result``."""
     from determined import pytorch
 
@@ -144,9 +78,15 @@ def _recorder_trial(trial_cls: type, result: RunResult, progress: Progress | Non
         def on_training_workload_end(self, avg_metrics: dict[str, Any], batch_metrics: Any) -> None:
             result.training.append(dict(avg_metrics, batches=self.trial.batches_trained))
 
-        def on_checkpoint_write_end(self, checkpoint_dir: str) -> None:
+        def on_checkpoint_upload_end(self, uuid: str) -> None:
+            # Called once the checkpoint is complete (and, locally, renamed into place): see determined_patches.
+            if int(os.environ.get("RANK", "0")) != 0:
+                return
+            checkpoint_dir = str(checkpoints.local_storage_dir() / uuid)
             result.checkpoints.append(checkpoint_dir)
             result.batches_trained = self.trial.batches_trained
+            if run_dir is not None:
+                checkpoints.log_checkpoint(run_dir, checkpoint_dir, self.trial.batches_trained)
 
     class Recorded(trial_cls):  # type: ignore[misc, valid-type]
         def build_callbacks(self) -> dict[str, Any]:
@@ -192,53 +132,89 @@ def train_local(
     tensorboard_dir: str | os.PathLike | None = None,
     test_mode: bool = False,
     show_progress: bool = False,
+    run_dir: str | os.PathLike | None = None,
 ) -> RunResult:
-    """Train ``exp_conf`` (a parsed experiment YAML) locally and return what happened.
+    """Train ``exp_conf`` (a parsed experiment YAML) on this machine, as a cluster would, and return what happened.
 
-    ``max_batches`` defaults to the searcher's ``max_length``; periods default to the experiment's
-    ``min_validation_period`` / ``min_checkpoint_period`` (else once at the end). ``resume`` continues from a
-    checkpoint directory to the same total length.
+    ``pytorch.init`` and ``Trainer.fit`` get the arguments Determined's harness would give them
+    (:mod:`model_hub_mmdet.launch`). ``max_batches``, ``validation_period`` and ``checkpoint_period`` replace the
+    experiment's ``searcher.max_length`` / ``min_validation_period`` / ``min_checkpoint_period`` (in batches; the
+    LR schedule follows ``max_batches`` too). ``resume`` continues from a checkpoint directory to the same total
+    length. ``test_mode`` is Determined's: one training batch, one validation batch per slot. Checkpoints appear
+    only when complete; with ``run_dir`` each one is also logged there (what ``--auto-resume`` reads).
     """
     from determined import pytorch
 
+    from model_hub_mmdet import determined_patches
     from model_hub_mmdet.trial import MMDetTrial
 
-    os.environ["USE_TORCH_DISTRIBUTED"] = os.environ.get("USE_TORCH_DISTRIBUTED", "") or (
-        "1" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-    )
-    if not os.environ["USE_TORCH_DISTRIBUTED"]:
-        del os.environ["USE_TORCH_DISTRIBUTED"]
-    exp_conf = dict(exp_conf)
-    hparams = local_hparams(exp_conf.get("hyperparameters") or {})
-    total = max_batches or max_batches_of(exp_conf)
-    start = checkpoint_batches_trained(resume) if resume else 0
-    if start >= total:
-        raise ConfigError(f"--resume {resume}: the checkpoint already trained {start} of {total} batches")
-    val_period = validation_period or period_batches(exp_conf, "min_validation_period") or total
-    ckpt_period = checkpoint_period or period_batches(exp_conf, "min_checkpoint_period") or total
-
+    conf = _with_local_overrides(exp_conf, max_batches, validation_period, checkpoint_period)
+    hparams = local_hparams(section(conf, "hyperparameters"))
+    fit_args = fit_kwargs(conf, hparams, latest_checkpoint=str(resume) if resume else None, local=True,
+                          test_mode=test_mode)
+    start = _resume_start(resume, fit_args["max_length"]) if resume else 0
+    _set_torch_distributed_env()
     check_checkpoint_dir_outside_context()
     result = RunResult()
     chief = int(os.environ.get("RANK", "0")) == 0
-    progress = Progress(total, initial=start, enabled=chief) if show_progress else None
-    trial_cls = _recorder_trial(trial_cls or MMDetTrial, result, progress)
-    with pytorch.init(hparams=hparams, exp_conf=exp_conf, distributed=_distributed_context()) as ctx:
-        if tensorboard_dir is not None:
-            _set_local_tensorboard_dir(ctx, Path(tensorboard_dir))
-        trial = trial_cls(ctx)
-        trainer = pytorch.Trainer(trial, ctx)
-        with _steps_completed(start):
-            trainer.fit(
-                max_length=pytorch.Batch(total),
-                validation_period=pytorch.Batch(min(val_period, total)),
-                checkpoint_period=pytorch.Batch(min(ckpt_period, total)),
-                latest_checkpoint=str(resume) if resume else None,
-                test_mode=test_mode,
-            )
-        result.batches_trained = trial.batches_trained
-    if progress is not None:
-        progress.close()
+    progress = Progress(initial=start, enabled=chief) if show_progress else None
+    trial_cls = _recorder_trial(trial_cls or MMDetTrial, result, progress, Path(run_dir) if run_dir else None)
+    try:
+        with pytorch.init(
+            hparams=hparams, exp_conf=conf, distributed=_distributed_context(), **init_kwargs(conf)
+        ) as ctx:
+            configure_context(ctx, conf)
+            if tensorboard_dir is not None:
+                determined_patches.set_local_tensorboard_dir(ctx, Path(tensorboard_dir))
+            trial = trial_cls(ctx)
+            if progress is not None:
+                progress.set_total(1 if test_mode else getattr(trial, "max_iters", None))
+            with determined_patches.resumed_at(start), determined_patches.atomic_checkpoints():
+                pytorch.Trainer(trial, ctx).fit(**fit_args)
+            result.batches_trained = getattr(trial, "batches_trained", 0)
+    finally:
+        if progress is not None:  # before any error line is printed
+            progress.close()
     return result
+
+
+def _with_local_overrides(
+    exp_conf: Mapping[str, Any], max_batches: int | None, validation_period: int | None, checkpoint_period: int | None
+) -> dict[str, Any]:
+    conf = dict(exp_conf)
+    if max_batches:
+        conf["searcher"] = {**section(conf, "searcher"), "max_length": {"batches": int(max_batches)}}
+    if validation_period:
+        conf["min_validation_period"] = {"batches": int(validation_period)}
+    if checkpoint_period:
+        conf["min_checkpoint_period"] = {"batches": int(checkpoint_period)}
+    return conf
+
+
+def _resume_start(resume: str | os.PathLike, max_length: Any) -> int:
+    """Batches the checkpoint ``resume`` had trained; one line if it is not a complete checkpoint or is done."""
+    from determined import pytorch
+
+    if not checkpoints.is_checkpoint_dir(resume) or not (Path(resume) / "metadata.json").is_file():
+        raise ConfigError(
+            f"--resume {resume}: not a complete checkpoint (no {checkpoints.STATE_FILE} or metadata.json); pass a"
+            " checkpoint directory printed by an earlier run, or use --out RUN_DIR --auto-resume"
+        )
+    try:
+        start = checkpoints.batches_trained(resume)
+    except Exception as err:  # noqa: BLE001 - a truncated or foreign file: say so in one line
+        raise ConfigError(f"--resume {resume}: cannot read {checkpoints.STATE_FILE} ({err!r:.200})") from err
+    if isinstance(max_length, pytorch.Batch) and start >= max_length.value:
+        raise ConfigError(f"--resume {resume}: the checkpoint already trained {start} of {max_length.value} batches")
+    return start
+
+
+def _set_torch_distributed_env() -> None:
+    """Determined picks torch.distributed for several local processes from USE_TORCH_DISTRIBUTED."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        os.environ.setdefault("USE_TORCH_DISTRIBUTED", "1")
+    elif not os.environ.get("USE_TORCH_DISTRIBUTED"):
+        os.environ.pop("USE_TORCH_DISTRIBUTED", None)
 
 
 def check_checkpoint_dir_outside_context(context: str | os.PathLike = ".") -> None:
@@ -265,40 +241,3 @@ def check_checkpoint_dir_outside_context(context: str | os.PathLike = ".") -> No
         f" every checkpoint; add {Path(*parts[:1])}/ to {root / '.detignore'}, or set XDG_DATA_HOME to a folder"
         " outside it"
     )
-
-
-@contextlib.contextmanager
-def _steps_completed(start: int) -> Iterator[None]:
-    """Tell Determined's local-mode controller how many batches a resumed checkpoint had trained.
-
-    On a cluster ``Trainer.fit`` passes the trial's ``steps_completed`` to its controller; in local mode it
-    passes 0, so batch indices, periods and the end of training would count from 0 again after a resume
-    (training past ``max_length``). Passing the checkpoint's count gives local resumes cluster semantics.
-    """
-    if not start:
-        yield
-        return
-    from determined import pytorch
-
-    original = pytorch._PyTorchTrialController
-
-    class ResumedController(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["steps_completed"] = start
-            super().__init__(*args, **kwargs)
-
-    pytorch._PyTorchTrialController = ResumedController
-    try:
-        yield
-    finally:
-        pytorch._PyTorchTrialController = original
-
-
-def _set_local_tensorboard_dir(ctx: Any, path: Path) -> None:
-    """Local mode otherwise lets torch's SummaryWriter pick ``./runs/<date>_<host>``."""
-    from determined import core
-
-    train = ctx._core.train
-    if isinstance(train, core.DummyTrainContext):
-        path.mkdir(parents=True, exist_ok=True)
-        train._tbd_directory = path

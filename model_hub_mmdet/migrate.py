@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.expconf import SCRIPT_ENTRYPOINT
 
 OLD_MODULE = "model_hub.mmdetection"
 OLD_IMAGE = "determinedai/model-hub-mmdetection"
 OLD_CONFIG_DIR = "/mmdetection/configs/"
 # The script entrypoint Determined 0.38 recommends (model_hub_mmdet/run.py), under the torch launcher that the old
 # files used, so multi-slot trials stay distributed.
-NEW_ENTRYPOINT = "python3 -m determined.launch.torch_distributed python3 -m model_hub_mmdet.run"
+NEW_ENTRYPOINT = SCRIPT_ENTRYPOINT
 NEW_TRIAL = "model_hub_mmdet:MMDetTrial"
 OBJECT_BACKENDS = ("s3", "gcs")
 TIMED_SEARCHERS = ("adaptive_asha", "async_halving")

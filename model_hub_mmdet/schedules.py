@@ -21,7 +21,7 @@ How Determined's loop maps onto mmcv's runner:
   and ``lr_config.by_epoch`` defaults to False, as in mmcv. mmcv never applies a ``by_epoch=True`` hook
   under an ``IterBasedRunner`` (it stays at the optimizer's values); that is reproduced, with a warning.
 * **Resume.** ``before_iter(k)`` is a pure function of ``k`` and the base values (``initial_lr`` /
-  ``initial_momentum``, which mmcv keeps in the param groups and :meth:`Schedule.state_dict` keeps too), so
+  ``initial_momentum``, which mmcv keeps in the param groups and so in Determined's optimizer state), so
   it is right for any ``k``: the first batch after a resume with a freshly built optimizer gets the same LR
   as in an uninterrupted run and nothing compounds.
 * **Past the end.** A batch index ``>= max_iters`` (which mmcv never runs) gets the last batch's values.
@@ -43,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 _LR_KEY, _LR_SUFFIX = "lr_config", "LrUpdaterHook"
 _MOMENTUM_KEY, _MOMENTUM_SUFFIX = "momentum_config", "MomentumUpdaterHook"
-# Param-group entries the hooks keep between iterations (mmcv stores schedule state inside the optimizer).
-_GROUP_KEYS = ("initial_lr", "initial_momentum", "base_momentum", "max_momentum")
 # Pairs of arguments of which mmcv asserts (without a message) that exactly one is given.
 _EXCLUSIVE_ARGS = (("min_lr", "min_lr_ratio"), ("min_momentum", "min_momentum_ratio"))
 _HOOK_ERRORS = (TypeError, ValueError, AssertionError, KeyError, IndexError, ZeroDivisionError)
@@ -308,32 +306,6 @@ class Schedule:
         if "momentum" in group:
             return group["momentum"]
         return group["betas"][0] if "betas" in group else None
-
-    # -- checkpointing --------------------------------------------------------------------------------------
-
-    def state_dict(self) -> dict:
-        """The base values the schedule is computed from (plain floats), for Determined's checkpoint."""
-        return {
-            "version": 1,
-            "base_lr": list(self.lr_hook.base_lr) if self.lr_hook is not None else None,
-            "base_momentum": list(self.momentum_hook.base_momentum) if self.momentum_hook is not None else None,
-            "param_groups": [{k: g[k] for k in _GROUP_KEYS if k in g} for g in self.optimizer.param_groups],
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore the base values saved by :meth:`state_dict`, so a resumed run continues the original schedule
-        whatever LR the (fresh or loaded) optimizer currently holds."""
-        groups = state["param_groups"]
-        if len(groups) != len(self.optimizer.param_groups):
-            raise ConfigError(f"the checkpoint's schedule has {len(groups)} param groups but the optimizer has "
-                              f"{len(self.optimizer.param_groups)}; optimizer.paramwise_cfg changed since the "
-                              f"checkpoint, start a new experiment instead of resuming")
-        for group, saved in zip(self.optimizer.param_groups, groups):
-            group.update(saved)
-        if self.lr_hook is not None and state.get("base_lr") is not None:
-            self.lr_hook.base_lr = list(state["base_lr"])
-        if self.momentum_hook is not None and state.get("base_momentum") is not None:
-            self.momentum_hook.base_momentum = list(state["base_momentum"])
 
 
 def build_schedule(cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer, iters_per_epoch: int,

@@ -19,6 +19,7 @@ can override:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -29,37 +30,22 @@ import torch
 from determined import pytorch
 from mmcv import Config
 
-from model_hub_mmdet import compat
-from model_hub_mmdet.config import build_mmdet_config, config_text, evaluate_kwargs
+from model_hub_mmdet import checkpoints, compat, determined_patches
+from model_hub_mmdet.config import build_mmdet_config, config_text, dump_config, evaluate_kwargs
 from model_hub_mmdet.data import build_train_loader, build_val_loader, unwrap_batch
 from model_hub_mmdet.errors import ConfigError
-from model_hub_mmdet.evaluation import PredictionGatherer, encode_results, evaluate_predictions
+from model_hub_mmdet.evaluation import PredictionGatherer, encode_results, evaluate_predictions, evaluation_subset
+from model_hub_mmdet.expconf import local_hparams, searcher_length, with_defaults
+from model_hub_mmdet.finite import NonFiniteGuard, check_finite_weights
 
 compat.apply()
 logger = logging.getLogger("model_hub_mmdet")
 
-CONFIG_FILENAME = "mmdet_config.py"
 
-
-def searcher_max_batches(exp_conf: Mapping[str, Any], iters_per_epoch: int, global_batch_size: int) -> int | None:
-    """``searcher.max_length`` of the experiment in batches (``batches``, ``epochs`` or ``records``)."""
-    length = ((exp_conf or {}).get("searcher") or {}).get("max_length")
-    if isinstance(length, int):
-        return length
-    if not isinstance(length, Mapping):
-        return None
-    if "batches" in length:
-        return int(length["batches"])
-    if "epochs" in length:
-        return int(length["epochs"]) * iters_per_epoch
-    if "records" in length:
-        return -(-int(length["records"]) // global_batch_size)
-    return None
-
-
-class _TrialState(pytorch.PyTorchCallback):
-    """Checkpoints what Determined does not: our batch counter (for the schedule and the data order) and
-    the mmdet metadata (final config text, CLASSES, versions) needed to export a native mmdet checkpoint."""
+class MMDetTrialCallback(pytorch.PyTorchCallback):
+    """Checkpoints what Determined does not: the trial's batch counter (for the schedule and the data order) and
+    the mmdet metadata (final config text, CLASSES, versions) needed to export a native mmdet checkpoint
+    (layout: :mod:`model_hub_mmdet.checkpoints`)."""
 
     def __init__(self, trial: MMDetTrial) -> None:
         self.trial = trial
@@ -71,26 +57,39 @@ class _TrialState(pytorch.PyTorchCallback):
         self.trial.restore_position(int(state_dict.get("batches_trained", 0)))
 
     def on_checkpoint_save_start(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["mmdet_meta"] = self.trial.mmdet_meta()
+        check_finite_weights(checkpoint.get("models_state_dict") or [])
+        checkpoint[checkpoints.META_KEY] = self.trial.mmdet_meta()
 
     def on_checkpoint_write_end(self, checkpoint_dir: str) -> None:
-        Path(checkpoint_dir, CONFIG_FILENAME).write_text(self.trial.mmdet_meta()["config"], encoding="utf-8")
+        checkpoints.write_config(checkpoint_dir, self.trial.mmdet_meta())
+
+    def on_checkpoint_upload_end(self, uuid: str) -> None:
+        local = checkpoints.local_storage_dir() / uuid
+        self.trial.guard.last_checkpoint = str(local) if local.is_dir() else uuid
 
 
 class MMDetTrial(pytorch.PyTorchTrial):
     """Trains and evaluates any MMDetection 2.x detector described by ``hyperparameters.config_file``.
 
     Hyperparameters: ``config_file`` (required), ``merge_config``, ``override_mmdet_config``,
-    ``use_pretrained``, ``pretrained_weights``, ``auto_scale_lr``, ``global_batch_size`` (required by
-    Determined; per-slot batch = global / slots). The experiment's ``data`` section may hold
-    ``file_client_args`` (storage backend for images and annotations).
+    ``use_pretrained``, ``pretrained_weights``, ``auto_scale_lr``, ``save_cfg`` / ``save_dir``,
+    ``global_batch_size`` (required by Determined; per-slot batch = global / slots). The experiment's ``data``
+    section may hold ``file_client_args`` (storage backend for images and annotations).
+
+    Subclasses may override any ``build_*`` method, including Determined's ``build_training_data_loader``: the
+    schedule's epoch length is taken from whatever loader that returns, and resume positions are restored into
+    this class's own loader when it is the one in use (a ``det.pytorch.DataLoader`` is skipped ahead by
+    Determined itself).
     """
 
     def __init__(self, context: pytorch.PyTorchTrialContext) -> None:
         self.context = context
-        self.hparams: dict[str, Any] = dict(context.get_hparams())
-        self.data_config: dict[str, Any] = dict(context.get_data_config() or {})
+        # Values for hyperparameter specs too: `det experiment create --local --test` passes the raw section.
+        self.hparams: dict[str, Any] = local_hparams(context.get_hparams())
+        self.exp_conf: dict[str, Any] = with_defaults(self._experiment_config())
+        self.data_config: dict[str, Any] = dict(self.exp_conf.get("data") or {})
         self.batches_trained = 0
+        self._train_loader: torch.utils.data.DataLoader | None = None
         # We move mmcv DataContainers ourselves and run our own resumable train sampler.
         context.experimental.disable_auto_to_device()
         context.experimental.disable_dataset_reproducibility_checks()
@@ -105,29 +104,41 @@ class MMDetTrial(pytorch.PyTorchTrial):
         model = self.build_model()
         self.load_pretrained(model)
         self.detector = model  # unwrapped: _parse_losses, CLASSES, exports
+        self.scaler = self.build_scaler()  # Determined needs wrap_scaler before wrap_model
         self.model = context.wrap_model(model)
-        self.scaler = self.build_scaler()
         self.optimizer = context.wrap_optimizer(self.build_optimizer(model))
-        self.grad_clip = dict((self.cfg.get("optimizer_config") or {}).get("grad_clip") or {})
+        self.guard = NonFiniteGuard(
+            (self.cfg.get("optimizer_config") or {}).get("grad_clip"),
+            max_skips=int(self.hparams.get("skip_nonfinite_batches") or 0),
+            enabled=self.scaler is None,  # fp16's GradScaler handles overflow itself
+        )
         self._check_cumulative_gradients()
-
-        self.train_loader = build_train_loader(
-            self.train_dataset,
-            self.per_slot_batch_size,
-            num_workers=self.cfg.data.get("workers_per_gpu", 2),
-            seed=self.seed,
-            rank=context.distributed.get_rank(),
-            num_replicas=context.distributed.get_size(),
-            file_client_args=self.data_config.get("file_client_args"),
-        )
-        self.iters_per_epoch = len(self.train_loader.batch_sampler)
-        self.max_iters = self.resolve_max_iters()
-        self.schedule = self.build_schedule()
         self.gatherer = context.wrap_reducer(
-            PredictionGatherer(self.evaluate, len(self.val_dataset)), for_training=False, for_validation=True
+            PredictionGatherer(self.evaluate, len(self.val_dataset), partial_ok=self._in_test_mode),
+            for_training=False,
+            for_validation=True,
         )
+        self.save_config()
 
     # ----------------------------------------------------------------------------------------- config
+    def _experiment_config(self) -> dict[str, Any]:
+        try:
+            return dict(self.context.get_experiment_config() or {})
+        except Exception:  # determined raises when pytorch.init() was given no exp_conf
+            return {}
+
+    def _in_test_mode(self) -> bool:
+        return determined_patches.in_test_mode(self.context)
+
+    def save_config(self) -> Path | None:
+        """``save_cfg: true`` (the model hub's hyperparameter): write the final config, secrets redacted, to
+        ``save_dir`` (default: the working directory) as ``<config_file name>`` (chief only)."""
+        if not self.hparams.get("save_cfg") or self.context.distributed.get_rank() != 0:
+            return None
+        name = Path(str(self.hparams.get("config_file") or checkpoints.CONFIG_FILE)).name
+        path = dump_config(self.cfg, Path(str(self.hparams.get("save_dir") or ".")) / name)
+        logger.info("save_cfg: wrote the final config to %s", path)
+        return path
     def _seed(self) -> int:
         """The trial seed. On a cluster Determined sets it and seeds every RNG; locally there is none, so the
         experiment's ``reproducibility.experiment_seed`` (else the config's ``seed``, else 0) seeds them here."""
@@ -189,7 +200,20 @@ class MMDetTrial(pytorch.PyTorchTrial):
         return build_dataset(self.cfg.data.val, dict(test_mode=True))
 
     def build_training_data_loader(self) -> torch.utils.data.DataLoader:
-        return self.train_loader
+        """The endless, resumable, group-batched loader of this slot (:func:`model_hub_mmdet.data.build_train_loader`),
+        built once."""
+        if self._train_loader is None:
+            self._train_loader = build_train_loader(
+                self.train_dataset,
+                self.per_slot_batch_size,
+                num_workers=self.cfg.data.get("workers_per_gpu", 2),
+                seed=self.seed,
+                rank=self.context.distributed.get_rank(),
+                num_replicas=self.context.distributed.get_size(),
+                file_client_args=self.data_config.get("file_client_args"),
+            )
+            self._train_loader.resumable.position = self.batches_trained
+        return self._train_loader
 
     def build_validation_data_loader(self) -> pytorch.DataLoader:
         val_cfg = self.cfg.data.get("val_dataloader") or {}
@@ -202,7 +226,8 @@ class MMDetTrial(pytorch.PyTorchTrial):
     def restore_position(self, batches_trained: int) -> None:
         """Continue the schedule and the data order after ``batches_trained`` batches (called on resume)."""
         self.batches_trained = batches_trained
-        self.train_loader.resumable.position = batches_trained
+        if self._train_loader is not None:
+            self._train_loader.resumable.position = batches_trained
 
     # ----------------------------------------------------------------------------------------- model
     def build_model(self) -> torch.nn.Module:
@@ -229,7 +254,10 @@ class MMDetTrial(pytorch.PyTorchTrial):
         """Warm start from the model zoo (``use_pretrained``), ``pretrained_weights`` or ``cfg.load_from``."""
         from model_hub_mmdet import weights
 
-        weights.warm_start(model, self.cfg, self.hparams, context_dir=os.getcwd())
+        weights.warm_start(
+            model, self.cfg, self.hparams, context_dir=os.getcwd(),
+            file_client_args=self.data_config.get("file_client_args"),
+        )
 
     # ------------------------------------------------------------------------------------- optimizer
     def build_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -257,31 +285,58 @@ class MMDetTrial(pytorch.PyTorchTrial):
         return self.context.wrap_scaler(torch.cuda.amp.GradScaler(**kwargs))
 
     def _check_cumulative_gradients(self) -> None:
+        """mmcv's ``GradientCumulativeOptimizerHook`` becomes Determined's gradient aggregation."""
         opt_cfg = self.cfg.get("optimizer_config") or {}
         if "cumulative_iters" not in opt_cfg and "Cumulative" not in str(opt_cfg.get("type", "")):
             return
         wanted = int(opt_cfg.get("cumulative_iters", 1))
-        have = int(((self.context.get_experiment_config() or {}).get("optimizations") or {}).get(
-            "aggregation_frequency", 1
-        ))
-        if wanted != have:
-            raise ConfigError(
-                f"optimizer_config.cumulative_iters={wanted} needs the experiment setting"
-                f" optimizations.aggregation_frequency: {wanted} (it is {have}); Determined accumulates the gradients"
+        running = determined_patches.aggregation_frequency(self.context)
+        configured = int(self.exp_conf["optimizations"]["aggregation_frequency"])
+        if wanted == running:
+            return
+        if wanted == configured:  # set right, but this runner did not pass it to pytorch.init()
+            logger.warning(
+                "optimizations.aggregation_frequency=%d is not applied by this runner (Determined's --test mode"
+                " does not pass it to pytorch.init): this run steps the optimizer every batch",
+                configured,
             )
-
-    def _clip(self, params: Any) -> None:
-        params = [p for p in params if p.requires_grad and p.grad is not None]
-        if params:
-            self._grad_norm = float(torch.nn.utils.clip_grad_norm_(params, **self.grad_clip))
+            return
+        raise ConfigError(
+            f"optimizer_config.cumulative_iters={wanted} needs the experiment setting"
+            f" optimizations.aggregation_frequency: {wanted} (it is {configured}); Determined accumulates the"
+            " gradients"
+        )
 
     # -------------------------------------------------------------------------------------- schedule
+    @functools.cached_property
+    def iters_per_epoch(self) -> int:
+        """Batches per epoch per slot: the length of the training loader in use."""
+        try:
+            return len(self.build_training_data_loader())
+        except TypeError as err:
+            raise ConfigError(
+                f"{type(self).__name__}.build_training_data_loader returned a loader without a length; the LR"
+                " schedule needs batches per epoch"
+            ) from err
+
+    @functools.cached_property
+    def max_iters(self) -> int:
+        """Total training batches (the schedule's length): see :meth:`resolve_max_iters`."""
+        return self.resolve_max_iters()
+
+    @functools.cached_property
+    def schedule(self) -> Any:
+        """mmcv's LR/momentum hooks for this run, built at first use (the loader's length is known then)."""
+        return self.build_schedule()
+
     def resolve_max_iters(self) -> int:
-        """Total training batches: the searcher's ``max_length``, else the config's runner length."""
-        exp_conf = self.context.get_experiment_config() or {}
-        found = searcher_max_batches(exp_conf, self.iters_per_epoch, self.context.get_global_batch_size())
-        if found:
-            return found
+        """Total training batches: the searcher's ``max_length`` (in batches, records or epochs), else the config's
+        runner length."""
+        length = searcher_length(self.exp_conf)
+        if length is not None and length.value > 0:
+            return length.to_batches(
+                global_batch_size=self.context.get_global_batch_size(), epoch_len=self.iters_per_epoch
+            )
         runner = self.cfg.get("runner") or {}
         if runner.get("max_iters"):
             return int(runner["max_iters"])
@@ -293,7 +348,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
         return build_schedule(self.cfg, self.optimizer, self.iters_per_epoch, self.max_iters)
 
     def build_callbacks(self) -> dict[str, pytorch.PyTorchCallback]:
-        return {"model_hub_mmdet": _TrialState(self)}
+        return {checkpoints.CALLBACK_KEY: MMDetTrialCallback(self)}
 
     # ------------------------------------------------------------------------------------- training
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -305,19 +360,22 @@ class MMDetTrial(pytorch.PyTorchTrial):
         """One optimisation step; returns ``loss``, every logged loss term, ``lr`` (and ``grad_norm``)."""
         self.schedule.before_iter(self.batches_trained)
         data = unwrap_batch(batch, self.context.device)
+        self.guard.start_batch(batch_idx, data.get("img_metas"))
         with self._autocast():
             losses = self.model(**data)
-        loss, log_vars = self.detector._parse_losses(losses)
-        self.context.backward(self.scaler.scale(loss) if self.scaler is not None else loss)
-        self._grad_norm = None
-        self.context.step_optimizer(
-            self.optimizer, clip_grads=self._clip if self.grad_clip else None, scaler=self.scaler
-        )
+        loss, log_vars = self.detector._parse_losses(losses)  # log_vars are averaged over slots: all agree
+        if self.guard.loss_ok(log_vars):
+            self.context.backward(self.scaler.scale(loss) if self.scaler is not None else loss)
+            self.context.step_optimizer(self.optimizer, clip_grads=self.guard, scaler=self.scaler)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
         self.batches_trained += 1
         metrics = dict(log_vars)
         metrics["lr"] = self.schedule.current_lr()
-        if self._grad_norm is not None:
-            metrics["grad_norm"] = self._grad_norm
+        if self.guard.clip_kwargs is not None and self.guard.last_norm is not None:
+            metrics["grad_norm"] = self.guard.last_norm
+        if self.guard.max_skips:
+            metrics["nonfinite_batches_skipped"] = self.guard.skipped
         return metrics
 
     # ----------------------------------------------------------------------------------- evaluation
@@ -330,8 +388,10 @@ class MMDetTrial(pytorch.PyTorchTrial):
         self.gatherer.update(indices, encode_results(results))
         return {}
 
-    def evaluate(self, results: list[Any]) -> dict[str, float]:
-        """``dataset.evaluate`` on predictions in dataset order, with the config's metric arguments."""
-        kwargs = evaluate_kwargs(self.cfg.get("evaluation"), self.val_dataset.evaluate)
+    def evaluate(self, results: list[Any], indices: list[int] | None = None) -> dict[str, float]:
+        """``dataset.evaluate`` on predictions in dataset order, with the config's metric arguments. With
+        ``indices`` (test mode: the images that were predicted), only those images are scored."""
+        dataset = self.val_dataset if indices is None else evaluation_subset(self.val_dataset, indices)
+        kwargs = evaluate_kwargs(self.cfg.get("evaluation"), dataset.evaluate)
         kwargs.setdefault("logger", "silent")
-        return evaluate_predictions(self.val_dataset.evaluate, results, kwargs)
+        return evaluate_predictions(dataset.evaluate, results, kwargs)

@@ -46,7 +46,7 @@ def test_hydra_example_composes_configs_that_pass_check(groups: list[str], in_re
         [sys.executable, "examples/hydra/launch.py", *groups], capture_output=True, text=True, env=env, check=True
     ).stdout
     composed = yaml.safe_load(out)
-    assert composed["entrypoint"].endswith("model_hub_mmdet:MMDetTrial")
+    assert composed["entrypoint"].endswith("python3 -m model_hub_mmdet.run")
     exp = tmp_path / "composed.yaml"
     exp.write_text(out)
     assert main(["check", str(exp), "--context", str(in_repo)]) == 0

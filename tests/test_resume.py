@@ -8,7 +8,8 @@ import pytest
 import torch
 from helpers import tiny_experiment
 
-from model_hub_mmdet.local import checkpoint_batches_trained, train_local
+from model_hub_mmdet.checkpoints import batches_trained
+from model_hub_mmdet.local import train_local
 
 pytestmark = pytest.mark.slow
 
@@ -33,11 +34,11 @@ def test_resume_is_bit_identical_on_cpu(workers: int, shapes_dir: Path, det_loca
     full = train_local(exp, checkpoint_period=3, validation_period=100)
     assert len(full.checkpoints) == 2
     middle, end = full.checkpoints
-    assert checkpoint_batches_trained(middle) == 3
+    assert batches_trained(middle) == 3
 
     resumed = train_local(exp, checkpoint_period=3, validation_period=100, resume=middle)
     assert resumed.batches_trained == 6
-    assert checkpoint_batches_trained(resumed.checkpoints[-1]) == 6
+    assert batches_trained(resumed.checkpoints[-1]) == 6
 
     a, b = _weights(end), _weights(resumed.checkpoints[-1])
     assert a.keys() == b.keys()

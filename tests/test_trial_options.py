@@ -11,8 +11,9 @@ import yaml
 from helpers import data_overrides, tiny_experiment
 
 from model_hub_mmdet.errors import ConfigError
-from model_hub_mmdet.local import _recorder_trial, local_hparams, train_local
-from model_hub_mmdet.trial import MMDetTrial, searcher_max_batches
+from model_hub_mmdet.expconf import local_hparams, searcher_length
+from model_hub_mmdet.local import _recorder_trial, train_local
+from model_hub_mmdet.trial import MMDetTrial
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +80,8 @@ def _example(path: str, shapes_dir: Path, **hparams) -> dict:
 
 @pytest.mark.slow
 def test_subclass_example_runs(shapes_dir: Path, det_local: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from model_hub_mmdet.experiment import entrypoint_class, load_trial_class
+    from model_hub_mmdet.expconf import entrypoint_class
+    from model_hub_mmdet.launch import load_trial_class
 
     monkeypatch.chdir(REPO)
     exp = _example("examples/subclass/subclass.yaml", shapes_dir, freeze_backbone_batches=1)
@@ -145,11 +147,13 @@ def test_local_hparams_pick_values_from_search_specs() -> None:
 
 @pytest.mark.parametrize(
     "length, expected",
-    [({"batches": 30}, 30), ({"epochs": 3}, 15), ({"records": 41}, 11), (None, None), (7, 7)],
+    # records convert as Determined's harness does: max(records // global_batch_size, 1)
+    [({"batches": 30}, 30), ({"epochs": 3}, 15), ({"records": 41}, 10), ({"records": 3}, 1), (None, None), (7, 7)],
 )
 def test_searcher_length_in_batches(length, expected) -> None:
     conf = {"searcher": {"max_length": length}} if length is not None else {}
-    assert searcher_max_batches(conf, iters_per_epoch=5, global_batch_size=4) == expected
+    found = searcher_length(conf)
+    assert (found.to_batches(epoch_len=5, global_batch_size=4) if found else None) == expected
 
 
 def test_recorder_keeps_the_subclass_name() -> None:

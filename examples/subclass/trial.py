@@ -1,6 +1,6 @@
 """Customising MMDetTrial by subclassing: freeze the backbone for a warm-up, report detections per image.
 
-Use it with ``entrypoint: ... --trial examples.subclass.trial:FrozenBackboneTrial``.
+Use it with ``entrypoint: ... python3 -m model_hub_mmdet.run --trial examples.subclass.trial:FrozenBackboneTrial``.
 """
 
 from __future__ import annotations
