@@ -100,6 +100,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from model_hub_mmdet.local import train_local
 
     conf = load_experiment(args.experiment)
+    if int(os.environ.get("RANK", "0")) == 0:
+        from model_hub_mmdet.migrate import legacy_warnings
+
+        for warning in legacy_warnings(conf):
+            print(f"warning: {warning}", file=sys.stderr)
     if args.context:
         os.chdir(args.context)
     trial_cls = load_trial_class(args.trial or entrypoint_class(conf.get("entrypoint")), ".")

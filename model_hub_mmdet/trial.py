@@ -68,6 +68,20 @@ class MMDetTrialCallback(pytorch.PyTorchCallback):
         self.trial.guard.last_checkpoint = str(local) if local.is_dir() else uuid
 
 
+@contextlib.contextmanager
+def registered_types(key: str) -> Any:
+    """mmcv's registries raise ``KeyError('X is not in the models registry')`` for an unknown ``type``: one line."""
+    try:
+        yield
+    except KeyError as err:
+        if "registry" not in str(err):
+            raise
+        raise ConfigError(
+            f"{key}: {str(err).strip(chr(34) + chr(39))}; check the type name, or import the module that registers"
+            " it with custom_imports = dict(imports=[...])"
+        ) from err
+
+
 class MMDetTrial(pytorch.PyTorchTrial):
     """Trains and evaluates any MMDetection 2.x detector described by ``hyperparameters.config_file``.
 
@@ -192,12 +206,14 @@ class MMDetTrial(pytorch.PyTorchTrial):
     def build_train_dataset(self) -> torch.utils.data.Dataset:
         from mmdet.datasets import build_dataset
 
-        return build_dataset(self.cfg.data.train)
+        with registered_types("data.train"):
+            return build_dataset(self.cfg.data.train)
 
     def build_val_dataset(self) -> torch.utils.data.Dataset:
         from mmdet.datasets import build_dataset
 
-        return build_dataset(self.cfg.data.val, dict(test_mode=True))
+        with registered_types("data.val"):
+            return build_dataset(self.cfg.data.val, dict(test_mode=True))
 
     def build_training_data_loader(self) -> torch.utils.data.DataLoader:
         """The endless, resumable, group-batched loader of this slot (:func:`model_hub_mmdet.data.build_train_loader`),
@@ -234,7 +250,10 @@ class MMDetTrial(pytorch.PyTorchTrial):
         """``build_detector`` + ``init_weights``; ``CLASSES`` from the training dataset; SyncBN -> BN off GPU."""
         from mmdet.models import build_detector
 
-        model = build_detector(self.cfg.model, train_cfg=self.cfg.get("train_cfg"), test_cfg=self.cfg.get("test_cfg"))
+        with registered_types("model"):
+            model = build_detector(
+                self.cfg.model, train_cfg=self.cfg.get("train_cfg"), test_cfg=self.cfg.get("test_cfg")
+            )
         mmcv_logger = logging.getLogger("mmcv")  # init_weights logs every tensor's initialiser at INFO
         level = mmcv_logger.level
         mmcv_logger.setLevel(max(level, logging.WARNING))

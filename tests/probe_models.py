@@ -67,3 +67,15 @@ PROBE_OVERRIDES = {
     "lr_config._delete_": True,
     "lr_config.policy": "fixed",
 }
+
+
+def _probe_trial() -> type:
+    from model_hub_mmdet import MMDetTrial
+
+    class ProbeTrial(MMDetTrial):
+        """MMDetTrial as is; ``--trial probe_models:ProbeTrial`` makes a subprocess import (register) the probes."""
+
+    return ProbeTrial
+
+
+ProbeTrial = _probe_trial()

@@ -210,9 +210,9 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(four: Path, det_local: Path
     exp = _probe(four, 100000)
     exp["min_checkpoint_period"] = {"batches": 5}
     path = _write_experiment(work, exp)
-    proc = _cli(["train", str(path), "--local", "--out", str(work / "run")], work)
+    proc = _cli(["train", str(path), "--local", "--trial", "probe_models:ProbeTrial", "--out", str(work / "run")], work)
     deadline = time.time() + 300
-    while time.time() < deadline and checkpoints.newest_complete(work / "run") is None:
+    while time.time() < deadline and proc.poll() is None and checkpoints.newest_complete(work / "run") is None:
         time.sleep(0.5)
     assert checkpoints.newest_complete(work / "run") is not None
     proc.send_signal(signal.SIGINT)
@@ -220,3 +220,11 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(four: Path, det_local: Path
     err = proc.stderr.read()
     assert "Traceback" not in err
     assert "interrupted; the newest complete checkpoint is" in err and "--auto-resume" in err
+
+
+def test_an_unknown_model_type_is_one_line(four: Path, det_local: Path) -> None:
+    from model_hub_mmdet.errors import ConfigError
+
+    exp = _probe(four, 1, **{"model.type": "NoSuchDetector"})
+    with pytest.raises(ConfigError, match=r"^model: NoSuchDetector is not in the models registry; .*custom_imports"):
+        train_local(exp)

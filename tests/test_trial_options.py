@@ -158,3 +158,15 @@ def test_searcher_length_in_batches(length, expected) -> None:
 
 def test_recorder_keeps_the_subclass_name() -> None:
     assert _recorder_trial(_Probe, None).__name__ == "_Probe"  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_save_cfg_writes_the_final_config_to_save_dir(shapes_dir: Path, det_local: Path) -> None:
+    """The model hub's save_cfg / save_dir hyperparameters: the final config as a .py file mmcv reads back."""
+    from mmcv import Config
+
+    save_dir = det_local / "saved"
+    exp = tiny_experiment(shapes_dir, model="retinanet", max_batches=1, save_cfg=True, save_dir=str(save_dir))
+    train_local(exp, test_mode=True)
+    saved = save_dir / "retinanet_r50_fpn_1x_coco.py"
+    assert Config.fromfile(str(saved)).model.bbox_head.num_classes == 3
