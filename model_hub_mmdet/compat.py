@@ -23,6 +23,10 @@ Each fix is the narrowest one that works, and each is exercised by ``tests/test_
   avoid duplicate lines; that hides Determined's own INFO lines (``det experiment create --test`` then never prints
   "The test experiment passed."). ``mmcv`` and ``mmdet`` are registered as initialised loggers instead, so
   their messages propagate to the root handlers like any library's and nothing is silenced.
+* **Third-party warnings at every validation and checkpoint.** mmdet's COCO evaluation warns on every call that
+  the ``bbox`` key of segm results was removed in v2.12, and ``pathspec`` (used by Determined to read
+  ``.detignore`` when a checkpoint copies the working directory) warns that its ``gitwildmatch`` pattern is
+  deprecated. Neither is actionable for a user; each is ignored by its message or category and its module only.
 * **mmcv's v2.0 banner.** ``import mmcv`` warns about a release that happened years ago on every process
   (and every data-loader worker); it is silenced by message, nothing else is.
 """
@@ -115,6 +119,14 @@ def ragged_arrays_in_mmdet_recall() -> None:
         recall.np = _RaggedArrayNumpy()
 
 
+def quiet_third_party_warnings() -> None:
+    """Ignore the two warnings every local run printed at each validation/checkpoint (see the module notes)."""
+    warnings.filterwarnings("ignore", message='The key "bbox" is deleted', category=UserWarning,
+                            module=r"mmdet\.datasets\.coco")
+    warnings.filterwarnings("ignore", message=r"GitWildMatchPattern \('gitwildmatch'\) is deprecated",
+                            category=DeprecationWarning, module=r"pathspec(\.|$)")
+
+
 _applied = False
 
 
@@ -125,6 +137,7 @@ def apply() -> None:
         return
     restore_numpy_aliases()
     silence_mmcv_banner()
+    quiet_third_party_warnings()
     silence_cpp_extension_cuda_notice()
     allow_numpy_in_weights_only_load()
     keep_root_log_handlers()

@@ -36,29 +36,72 @@ def plot_curves(training: Sequence[dict[str, Any]], validations: Sequence[dict[s
     return out
 
 
+def shown_detections(result: Any, score_thr: float = 0.5, iou_thr: float = 0.5) -> list[dict[str, Any]]:
+    """The detections a person wants to see in one image's mmdet result: score >= ``score_thr``, and of boxes that
+    overlap by IoU > ``iou_thr`` only the best (mmdet's NMS is per class, so one shape can come back as two
+    classes). Each item has ``box`` (x1, y1, x2, y2), ``score``, ``label`` and ``mask`` (bool array or None)."""
+    import numpy as np
+
+    bbox_result, segm_result = result if isinstance(result, tuple) else (result, None)
+    found = []
+    for label, boxes in enumerate(bbox_result):
+        for i, row in enumerate(boxes):
+            if row[4] >= score_thr:
+                mask = segm_result[label][i] if segm_result is not None and len(segm_result[label]) > i else None
+                found.append({"box": row[:4], "score": float(row[4]), "label": label,
+                              "mask": np.asarray(mask, bool) if mask is not None else None})
+    found.sort(key=lambda d: -d["score"])
+    kept: list[dict[str, Any]] = []
+    for det in found:
+        if all(_iou(det["box"], other["box"]) <= iou_thr for other in kept):
+            kept.append(det)
+    return kept
+
+
+def _iou(a: Any, b: Any) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
 def draw_predictions(
     config: str | Path, checkpoint: str | Path, images: Sequence[str | Path], out: str | Path, score_thr: float = 0.5
 ) -> Path:
-    """Run a native mmdet checkpoint on ``images`` and save one PNG with the drawn detections side by side."""
+    """Run a native mmdet checkpoint on ``images`` and save one PNG with their detections side by side: masks
+    tinted, one box and a short label per object (see :func:`shown_detections`), the threshold in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import mmcv
+    import numpy as np
+    from matplotlib.patches import Rectangle
     from mmdet.apis import inference_detector, init_detector
 
     model = init_detector(str(config), str(checkpoint), device="cpu")
-    # Draw first: mmdet's imshow_det_bboxes reuses (and resizes) any open matplotlib figure with an empty label.
-    drawn = [
-        model.show_result(mmcv.imread(str(image)), inference_detector(model, str(image)), score_thr=score_thr)
-        for image in images
-    ]
-    fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.4), squeeze=False, num="predictions")
-    for ax, image, picture in zip(axes[0], images, drawn):
-        ax.imshow(mmcv.bgr2rgb(picture))
-        ax.set_title(Path(image).name, fontsize=8)
+    classes = list(model.CLASSES or [])
+    colors = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.6), squeeze=False, num="predictions")
+    for ax, image in zip(axes[0], images):
+        rgb = mmcv.bgr2rgb(mmcv.imread(str(image))).astype(np.float32) / 255.0
+        detections = shown_detections(inference_detector(model, str(image)), score_thr)
+        for det in detections:  # tint masks first, so boxes and labels stay on top
+            if det["mask"] is not None and det["mask"].shape == rgb.shape[:2]:
+                rgb[det["mask"]] = 0.55 * rgb[det["mask"]] + 0.45 * np.array(colors(det["label"] % 10)[:3])
+        ax.imshow(rgb)
+        for det in detections:
+            x1, y1, x2, y2 = (float(v) for v in det["box"])
+            color = colors(det["label"] % 10)
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.5))
+            name = classes[det["label"]] if det["label"] < len(classes) else str(det["label"])
+            ax.text(x1, max(y1 - 1, 0), f"{name} {det['score']:.2f}", fontsize=7, color="white", va="bottom",
+                    bbox=dict(facecolor=color, alpha=0.85, pad=1, edgecolor="none"))
+        ax.set_title(f"{Path(image).name}: {len(detections)} objects", fontsize=8)
         ax.axis("off")
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.01, wspace=0.05)
+    fig.suptitle(f"detections with score >= {score_thr:g} (overlapping boxes of other classes merged)", fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.01, wspace=0.05)
     out = Path(out)
     fig.savefig(out, dpi=100)
     plt.close(fig)

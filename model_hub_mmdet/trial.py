@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import logging
 import os
 from collections.abc import Mapping
@@ -66,6 +67,13 @@ class MMDetTrialCallback(pytorch.PyTorchCallback):
     def on_checkpoint_upload_end(self, uuid: str) -> None:
         local = checkpoints.local_storage_dir() / uuid
         self.trial.guard.last_checkpoint = str(local) if local.is_dir() else uuid
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Any:
+    """pycocotools prints "loading annotations into memory... index created!" for every COCO file it reads."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
 
 
 @contextlib.contextmanager
@@ -206,13 +214,13 @@ class MMDetTrial(pytorch.PyTorchTrial):
     def build_train_dataset(self) -> torch.utils.data.Dataset:
         from mmdet.datasets import build_dataset
 
-        with registered_types("data.train"):
+        with registered_types("data.train"), quiet_stdout():
             return build_dataset(self.cfg.data.train)
 
     def build_val_dataset(self) -> torch.utils.data.Dataset:
         from mmdet.datasets import build_dataset
 
-        with registered_types("data.val"):
+        with registered_types("data.val"), quiet_stdout():
             return build_dataset(self.cfg.data.val, dict(test_mode=True))
 
     def build_training_data_loader(self) -> torch.utils.data.DataLoader:
