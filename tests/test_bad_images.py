@@ -303,3 +303,45 @@ def test_the_checks_wrap_mmdet_once() -> None:
     install_checks()
     for method in (LoadImageFromFile.__call__, CocoDataset.load_annotations):
         assert not hasattr(getattr(method, MARK), MARK)  # wraps mmdet's own method, not another wrapper
+
+
+@pytest.mark.slow
+def test_a_local_run_stops_with_one_line_when_too_many_images_are_bad(
+    data_dir: Path, det_local: Path, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    import yaml
+
+    from model_hub_mmdet.cli import main
+
+    bad = image_file(data_dir, "train", 3)
+    CORRUPTIONS["truncated"](bad)  # 1 of 8 images: more than the default 1%
+    Path("exp.yaml").write_text(yaml.safe_dump(tiny_experiment(data_dir, max_batches=8)))
+    assert main(["train", "exp.yaml", "--local", "--max-batches", "8", "--out", "out"]) == 1
+    err = capfd.readouterr().err
+    errors = [line[line.index("error:"):] for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert "training samples read so far had unreadable images" in errors[0]
+    assert f"{bad}: not a decodable image" in errors[0] and "data.bad_images.max_fraction=0.01" in errors[0]
+    warned = [r for r in caplog.records if f"skipped an unreadable image: {bad}" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelname == "WARNING"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="needs MMDetTrial to pass data.bad_images to the loaders and to report "
+                   "skipped_samples(batch) with its training metrics")
+def test_a_local_run_skips_a_bad_image_and_reports_it_with_the_training_metrics(
+    data_dir: Path, det_local: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import yaml
+
+    from model_hub_mmdet.cli import main
+
+    bad = image_file(data_dir, "train", 3)
+    CORRUPTIONS["zero_bytes"](bad)
+    exp = tiny_experiment(data_dir, max_batches=8, data={"bad_images": {"max_fraction": 0.5}})
+    Path("exp.yaml").write_text(yaml.safe_dump(exp))
+    assert main(["train", "exp.yaml", "--local", "--max-batches", "8", "--out", "out"]) == 0
+    training = json.loads((Path("out") / "metrics.json").read_text())["training"]
+    assert all("skipped_samples" in m for m in training)
+    assert sum(m["skipped_samples"] for m in training) > 0  # averaged per reporting period: 2 of 8 batches
+    assert len([r for r in caplog.records if f"skipped an unreadable image: {bad}" in r.getMessage()]) == 1
