@@ -170,3 +170,34 @@ def test_save_cfg_writes_the_final_config_to_save_dir(shapes_dir: Path, det_loca
     train_local(exp, test_mode=True)
     saved = save_dir / "retinanet_r50_fpn_1x_coco.py"
     assert Config.fromfile(str(saved)).model.bbox_head.num_classes == 3
+
+
+class _OwnLoaderTrial(MMDetTrial):
+    """Overrides Determined's documented hook with a det.pytorch.DataLoader of its own."""
+
+    def build_training_data_loader(self):
+        from determined import pytorch as det_pytorch
+
+        from model_hub_mmdet.data import collate_fn
+
+        return det_pytorch.DataLoader(self.train_dataset, batch_size=self.per_slot_batch_size, shuffle=True,
+                                      collate_fn=collate_fn(self.per_slot_batch_size), num_workers=0)
+
+
+@pytest.mark.slow
+def test_a_subclass_may_override_build_training_data_loader(shapes_dir: Path, det_local: Path) -> None:
+    exp = tiny_experiment(shapes_dir, model="retinanet", global_batch_size=2)
+    exp["searcher"]["max_length"] = {"epochs": 1}  # 8 images / 2: its loader has 4 batches
+    exp["min_checkpoint_period"] = {"batches": 2}
+    seen = {}
+
+    class Probe(_OwnLoaderTrial):
+        def build_schedule(self):
+            seen["iters_per_epoch"], seen["max_iters"] = self.iters_per_epoch, self.max_iters
+            return super().build_schedule()
+
+    result = train_local(exp, Probe)
+    assert seen == {"iters_per_epoch": 4, "max_iters": 4}  # the schedule follows the loader in use
+    assert result.batches_trained == 4
+    resumed = train_local(exp, Probe, resume=result.checkpoints[0])  # Determined skips its own loader ahead
+    assert resumed.batches_trained == 4 and [t["batches"] for t in resumed.training] == [4]
