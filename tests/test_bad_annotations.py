@@ -62,7 +62,8 @@ BAD_FILES = {
                                 "annotations with a duplicate 'id': 1"),
     "image_without_size": (edited(lambda o: o["images"][0].pop("width")), "images entries without a positive 'width'"),
     "class_not_in_file": (edited(lambda o: o["categories"][1].update(name="circle")),
-                          "classes ellipse are not categories of the file (it has: circle, rectangle, triangle)"),
+                          "classes 'ellipse' are not categories of the file"
+                          " (it has: 'circle', 'rectangle', 'triangle')"),
 }
 
 
@@ -150,3 +151,9 @@ def test_training_stops_at_start_up_with_one_line(shapes_dir: Path, det_local: P
                      " name enclosed in double quotes at line 1 column 2"]
     assert "Traceback" not in err
     assert not list((det_local / "xdg").rglob("state_dict.pth"))  # nothing was trained or checkpointed
+
+
+def test_names_with_newlines_stay_on_one_line() -> None:
+    obj = edited(lambda o: o["categories"][0].update(name="rect\nangle"))
+    (problem,) = validate_coco_annotations(obj, classes=["rect\nangle", "circle\n"], name="x.json")
+    assert "\n" not in problem and "'circle\\n'" in problem

@@ -245,7 +245,8 @@ def test_validation_batches_name_the_indices_they_left_out(data_dir: Path) -> No
         ({"max_fraction": 2}, "max_fraction must be a number from 0 to 1"),
         ({"max_fraction": "1%"}, "max_fraction must be a number"),
         ({"skip_at_validation": "no"}, "skip_at_validation must be true or false"),
-        ({"max_fractoin": 0.1}, "unknown key(s) max_fractoin"),
+        ({"max_fractoin": 0.1}, "unknown key(s) 'max_fractoin'"),
+        ({"a\nb": 1}, "unknown key(s) 'a\\nb'"),  # one line even for a key holding a newline
     ],
 )
 def test_the_setting_is_checked(setting: object, message: str) -> None:

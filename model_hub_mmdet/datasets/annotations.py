@@ -197,9 +197,9 @@ def coco_problems(obj: Any, classes: Sequence[str] | None = None) -> list[str]:
     problems += tally.lines()
     if classes is not None and cats is not None:
         names = {c.get("name") for c in cats if isinstance(c, Mapping)}
-        missing = [str(c) for c in classes if c not in names]
+        missing = [_short(c, 40) for c in classes if c not in names]  # repr: a name may hold a newline
         if missing:
-            have = sorted(str(n) for n in names if isinstance(n, str))
+            have = [_short(n, 40) for n in sorted(n for n in names if isinstance(n, str))]
             shown = ", ".join(have[:10]) + (", ..." if len(have) > 10 else "")
             problems.append(
                 f"classes {', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''} are not categories of the"

@@ -66,7 +66,7 @@ class BadImagePolicy:
         unknown = sorted(str(k) for k in setting if k not in ("max_fraction", "skip_at_validation"))
         if unknown:
             known = "max_fraction, skip_at_validation"
-            raise ConfigError(f"{SETTING}: unknown key(s) {', '.join(unknown)}; known: {known}")
+            raise ConfigError(f"{SETTING}: unknown key(s) {', '.join(map(repr, unknown))}; known: {known}")
         fraction = setting.get("max_fraction", cls.max_fraction)
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
             raise ConfigError(f"{SETTING}.max_fraction must be a number from 0 to 1 (0.01 = 1%), got {fraction!r}")
