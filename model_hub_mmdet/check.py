@@ -178,18 +178,39 @@ def metric_problems(conf: Mapping[str, Any], cfg: Any) -> list[str]:
     return problems
 
 
+def data_setting_problems(conf: Mapping[str, Any]) -> list[str]:
+    """``data.bad_images`` is a valid setting."""
+    from model_hub_mmdet.datasets.robust import BadImagePolicy
+
+    BadImagePolicy.from_config(section(conf, "data").get("bad_images"))
+    return []
+
+
 def annotation_problems(cfg: Any, conf: Mapping[str, Any], context_dir: Path) -> list[str]:
-    """Local COCO annotation files of the train/val datasets are well-formed (remote ones are checked at start)."""
-    try:
-        from model_hub_mmdet.datasets.annotations import config_annotation_problems
-    except ImportError:
+    """The COCO annotation files of the train/val/test datasets that are on this machine are well-formed and hold
+    the dataset's classes (files in a bucket are checked when the trial starts)."""
+    from mmdet.datasets import DATASETS, CocoDataset
+
+    from model_hub_mmdet.config.walk import annotated_dataset
+    from model_hub_mmdet.datasets.annotations import validate_coco_annotations
+
+    backend = (section(conf, "data").get("file_client_args") or {}).get("backend")
+    if backend not in (None, "disk", "fake"):
         return []
-    if section(conf, "data").get("file_client_args"):
-        backend = section(conf, "data")["file_client_args"].get("backend")
-        if backend not in (None, "disk", "fake"):
-            return []
-    with _chdir(context_dir):
-        return config_annotation_problems(cfg)
+    problems: list[str] = []
+    seen: set[str] = set()
+    for split in ("train", "val", "test"):
+        node = annotated_dataset(cfg.data.get(split) or {})
+        kind = DATASETS.get(str(node.get("type"))) if isinstance(node, Mapping) else None
+        ann_file = node.get("ann_file") if isinstance(node, Mapping) else None
+        if not (isinstance(kind, type) and issubclass(kind, CocoDataset) and isinstance(ann_file, str)):
+            continue
+        path = ann_file if os.path.isabs(ann_file) else str(context_dir / ann_file)
+        if path in seen or not os.path.isfile(path):
+            continue
+        seen.add(path)
+        problems += validate_coco_annotations(path, classes=node.get("classes") or kind.CLASSES)
+    return problems
 
 
 def context_problems(context_dir: Path) -> tuple[list[str], int | None]:
@@ -229,6 +250,7 @@ def check_experiment(path: str | os.PathLike, context_dir: str | os.PathLike | N
     report.warnings += _problems_of(legacy_warnings, conf)
     report.problems += _problems_of(entrypoint_problems, conf, context_dir)
     report.problems += _problems_of(storage_problems, conf)
+    report.problems += _problems_of(data_setting_problems, conf)
     try:
         hparams = local_hparams(section(conf, "hyperparameters"))
     except UserError as err:
@@ -312,13 +334,3 @@ def _classes_summary(cfg: Any) -> str:
     if classes:
         return f"{len(classes)} ({', '.join(map(str, classes[:5]))}{', ...' if len(classes) > 5 else ''})"
     return f"dataset default of {train.get('type')}"
-
-
-@contextlib.contextmanager
-def _chdir(path: Path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)

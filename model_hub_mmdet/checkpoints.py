@@ -21,6 +21,7 @@ CONFIG_FILE = "mmdet_config.py"
 META_KEY = "mmdet_meta"
 CALLBACK_KEY = "model_hub_mmdet"  # the name of the trial's PyTorchCallback, hence its key under "callbacks"
 TRIAL_STATE_FILE = "trial_state.pkl"  # Determined's own counters
+LOAD_DATA_FILE = "load_data.json"  # Determined's record of the experiment config, hparams and trial class
 
 
 def state_file(checkpoint_dir: str | os.PathLike) -> Path:
@@ -54,6 +55,24 @@ def write_config(checkpoint_dir: str | os.PathLike, meta: dict[str, Any]) -> Pat
     path = Path(checkpoint_dir) / CONFIG_FILE
     path.write_text(meta["config"], encoding="utf-8")
     return path
+
+
+def redact_load_data(checkpoint_dir: str | os.PathLike) -> None:
+    """Determined writes the experiment config and hyperparameters verbatim into ``load_data.json``; values under
+    secret-looking keys (``*_token``, ``*password*`` ...) are replaced there as in ``mmdet_config.py``."""
+    import json
+
+    from model_hub_mmdet._fs import atomic_write
+    from model_hub_mmdet.config.dump import redact
+
+    path = Path(checkpoint_dir) / LOAD_DATA_FILE
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("experiment_config", "hparams"):
+        if isinstance(data.get(key), dict):
+            data[key] = redact(data[key])
+    atomic_write(path, lambda f: f.write(json.dumps(data).encode()), private=False)
 
 
 def local_storage_dir() -> Path:

@@ -222,7 +222,10 @@ def _val_images(config_path: Path, count: int = 4) -> list[Path]:
         images = json.loads(Path(val.ann_file).read_text())["images"][:count]
     except (OSError, KeyError, ValueError):
         return []
-    return [prefix / img["file_name"] for img in images if (prefix / img["file_name"]).is_file()]
+    import cv2
+
+    # Images that exist and decode (a bad validation image must not cost the user the rest of the summary).
+    return [prefix / img["file_name"] for img in images if cv2.imread(str(prefix / img["file_name"])) is not None]
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:

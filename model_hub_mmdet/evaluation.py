@@ -113,16 +113,16 @@ def evaluation_subset(dataset: Any, indices: Sequence[int]) -> Any:
 class PredictionGatherer(pytorch.MetricReducer):
     """Collects per-image predictions on each slot and evaluates the whole dataset on the chief.
 
-    Every validation image must have been predicted once, except when ``partial_ok()`` says so (Determined's
-    test mode validates one batch per slot): then the images that were predicted are evaluated, and a log line
-    says how many.
+    Every validation image must have been predicted once, except when ``partial_ok()`` gives a reason
+    (Determined's test mode validates one batch per slot; skipped bad images): then the images that were
+    predicted are evaluated, and a log line says how many and why.
     """
 
     def __init__(
         self,
         evaluate: Callable[..., dict[str, float]],
         dataset_size: int,
-        partial_ok: Callable[[], bool] = lambda: False,
+        partial_ok: Callable[[], str | bool | None] = lambda: None,
     ) -> None:
         self.evaluate = evaluate
         self.dataset_size = dataset_size
@@ -148,9 +148,10 @@ class PredictionGatherer(pytorch.MetricReducer):
         missing = self.dataset_size - len(by_index)
         if not missing:
             return self.evaluate([by_index[i] for i in range(self.dataset_size)])
-        if not self.partial_ok():
+        reason = self.partial_ok()
+        if not reason:
             raise RuntimeError(f"validation covered {len(by_index)} of {self.dataset_size} images ({missing} missing)")
         covered = sorted(by_index)
-        logger.info("test mode: evaluating the %d of %d validation images that were predicted",
-                    len(covered), self.dataset_size)
+        logger.info("%s: evaluating the %d of %d validation images that were predicted",
+                    reason if isinstance(reason, str) else "partial validation", len(covered), self.dataset_size)
         return self.evaluate([by_index[i] for i in covered], covered)

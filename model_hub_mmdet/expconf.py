@@ -38,7 +38,8 @@ def load_experiment(path: str | os.PathLike) -> dict[str, Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(err, 'problem', None) or err}") from err
+        reason = str(getattr(err, "problem", None) or err).splitlines()[0]
+        raise ConfigError(f"{path}:{where} invalid YAML: {reason}") from err
     if not isinstance(conf, dict):
         raise ConfigError(f"{path}: an experiment config must be a YAML mapping")
     return conf

@@ -6,6 +6,7 @@ Determined's ``DistributedContext.from_torch_distributed()``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -169,13 +170,22 @@ def train_local(
             trial = trial_cls(ctx)
             if progress is not None:
                 progress.set_total(1 if test_mode else getattr(trial, "max_iters", None))
-            with determined_patches.resumed_at(start), determined_patches.atomic_checkpoints():
+            with determined_patches.resumed_at(start), determined_patches.atomic_checkpoints(), _log_above(progress):
                 pytorch.Trainer(trial, ctx).fit(**fit_args)
             result.batches_trained = getattr(trial, "batches_trained", 0)
     finally:
         if progress is not None:  # before any error line is printed
             progress.close()
     return result
+
+
+def _log_above(progress: Progress | None) -> contextlib.AbstractContextManager:
+    """Log lines above the progress bar instead of through it."""
+    if progress is None or not progress.enabled:
+        return contextlib.nullcontext()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()
 
 
 def _with_local_overrides(

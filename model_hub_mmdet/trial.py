@@ -33,7 +33,8 @@ from mmcv import Config
 
 from model_hub_mmdet import checkpoints, compat, determined_patches
 from model_hub_mmdet.config import build_mmdet_config, config_text, dump_config, evaluate_kwargs
-from model_hub_mmdet.data import build_train_loader, build_val_loader, unwrap_batch
+from model_hub_mmdet.data import build_train_loader, build_val_loader, skipped_samples, unwrap_batch
+from model_hub_mmdet.datasets.robust import BadImagePolicy
 from model_hub_mmdet.errors import ConfigError
 from model_hub_mmdet.evaluation import PredictionGatherer, encode_results, evaluate_predictions, evaluation_subset
 from model_hub_mmdet.expconf import local_hparams, searcher_length, with_defaults
@@ -63,6 +64,7 @@ class MMDetTrialCallback(pytorch.PyTorchCallback):
 
     def on_checkpoint_write_end(self, checkpoint_dir: str) -> None:
         checkpoints.write_config(checkpoint_dir, self.trial.mmdet_meta())
+        checkpoints.redact_load_data(checkpoint_dir)
 
     def on_checkpoint_upload_end(self, uuid: str) -> None:
         local = checkpoints.local_storage_dir() / uuid
@@ -136,7 +138,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
         )
         self._check_cumulative_gradients()
         self.gatherer = context.wrap_reducer(
-            PredictionGatherer(self.evaluate, len(self.val_dataset), partial_ok=self._in_test_mode),
+            PredictionGatherer(self.evaluate, len(self.val_dataset), partial_ok=self._partial_validation_reason),
             for_training=False,
             for_validation=True,
         )
@@ -149,8 +151,13 @@ class MMDetTrial(pytorch.PyTorchTrial):
         except Exception:  # determined raises when pytorch.init() was given no exp_conf
             return {}
 
-    def _in_test_mode(self) -> bool:
-        return determined_patches.in_test_mode(self.context)
+    def _partial_validation_reason(self) -> str | None:
+        """Why a validation may cover only some images: Determined's test mode, or bad images being skipped."""
+        if determined_patches.in_test_mode(self.context):
+            return "test mode"
+        if BadImagePolicy.from_config(self.data_config.get("bad_images")).skip_at_validation:
+            return "data.bad_images.skip_at_validation"
+        return None
 
     def save_config(self) -> Path | None:
         """``save_cfg: true`` (the model hub's hyperparameter): write the final config, secrets redacted, to
@@ -235,6 +242,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
                 rank=self.context.distributed.get_rank(),
                 num_replicas=self.context.distributed.get_size(),
                 file_client_args=self.data_config.get("file_client_args"),
+                bad_images=self.data_config.get("bad_images"),
             )
             self._train_loader.resumable.position = self.batches_trained
         return self._train_loader
@@ -245,6 +253,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
             self.val_dataset,
             batch_size=val_cfg.get("samples_per_gpu", 1),
             num_workers=val_cfg.get("workers_per_gpu", self.cfg.data.get("workers_per_gpu", 2)),
+            bad_images=self.data_config.get("bad_images"),
         )
 
     def restore_position(self, batches_trained: int) -> None:
@@ -399,6 +408,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
         self.batches_trained += 1
         metrics = dict(log_vars)
         metrics["lr"] = self.schedule.current_lr()
+        metrics["skipped_samples"] = skipped_samples(batch)
         if self.guard.clip_kwargs is not None and self.guard.last_norm is not None:
             metrics["grad_norm"] = self.guard.last_norm
         if self.guard.max_skips:

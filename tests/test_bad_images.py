@@ -328,8 +328,6 @@ def test_a_local_run_stops_with_one_line_when_too_many_images_are_bad(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="needs MMDetTrial to pass data.bad_images to the loaders and to report "
-                   "skipped_samples(batch) with its training metrics")
 def test_a_local_run_skips_a_bad_image_and_reports_it_with_the_training_metrics(
     data_dir: Path, det_local: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

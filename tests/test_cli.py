@@ -194,3 +194,21 @@ def test_train_local_writes_plots_checkpoint_export_and_resumes(
     assert main(["train", "exp.yaml", "--local", "--out", "out2", "--resume", ckpt]) == 0
     resumed = json.loads((Path("out2") / "metrics.json").read_text())
     assert resumed["training"][-1]["batches"] == 2
+
+
+def test_check_reports_a_broken_local_annotation_file_and_bad_images_setting(
+    shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(shapes_dir, data)
+    (data / "annotations" / "val.json").write_text("{not json")
+    exp = tiny_experiment(data, model="retinanet")
+    exp["data"] = {"bad_images": {"max_fraction": 2}}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    assert main(["check", str(path), "--context", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{data / 'annotations' / 'val.json'}: not valid JSON" in err
+    assert "data.bad_images.max_fraction" in err

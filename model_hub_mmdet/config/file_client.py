@@ -32,7 +32,7 @@ def _as_dict(cfg: Any) -> Mapping:
 def loading_steps(cfg: Mapping) -> list[tuple[tuple[str, ...], Mapping]]:
     """Every (path, step) of a file-loading pipeline step anywhere in the config: ``data.train/val/test`` at any
     wrapper depth, and the top-level copies (``train_pipeline``, yolox's ``train_dataset``) the dump shows."""
-    return [(p, n) for p, n in dicts(_as_dict(cfg)) if n.get("type") in LOADING_STEPS]
+    return [(p, n) for p, n in dicts(_as_dict(cfg)) if isinstance(n.get("type"), str) and n["type"] in LOADING_STEPS]
 
 
 def dataset_nodes(cfg: Mapping) -> list[tuple[tuple[str, ...], Mapping]]:

@@ -119,6 +119,9 @@ def _check_syntax(path: str, key: str, top: str, depth: int = 0) -> None:
         return
     try:
         tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
+    except UnicodeDecodeError as err:
+        where = "" if path == top else f" (its _base_ {path})"
+        raise ConfigError(f"{key} {top}{where}: not UTF-8 text (byte {err.start}); save it as UTF-8") from err
     except SyntaxError as err:
         where = "" if path == top else f" (in its _base_ {path})"
         raise ConfigError(f"{key} {top}: syntax error at line {err.lineno}{where}: {err.msg}") from err

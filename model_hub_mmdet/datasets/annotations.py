@@ -196,7 +196,7 @@ def coco_problems(obj: Any, classes: Sequence[str] | None = None) -> list[str]:
         _check_annotations(anns, image_ids, cat_ids, (images is not None, cats is not None), tally)
     problems += tally.lines()
     if classes is not None and cats is not None:
-        names = {c.get("name") for c in cats if isinstance(c, Mapping)}
+        names = {c.get("name") for c in cats if isinstance(c, Mapping) and isinstance(c.get("name"), str)}
         missing = [_short(c, 40) for c in classes if c not in names]  # repr: a name may hold a newline
         if missing:
             have = [_short(n, 40) for n in sorted(n for n in names if isinstance(n, str))]
