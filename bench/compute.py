@@ -1,0 +1,271 @@
+"""Training throughput of MMDetTrial under Determined's Trainer next to pure compute, side by side in one process.
+
+    OMP_NUM_THREADS=2 .venv/bin/python bench/compute.py [--cases demo coco] [--rounds 3] [--quick]
+
+For each case two things run alternately (trial, pure, then pure, trial, ...), and the ratio of their batches per
+second is taken within each round, then the median:
+
+* ``trial``: ``model_hub_mmdet.local.train_local`` (Determined's ``Trainer``, MMDetTrial's real training loader
+  with its data-loader workers, DataContainer unwrapping, the LR schedule hook, the non-finite guard, metrics)
+  with ``data.file_client_args: {backend: fake}``, so no image is read from disk; timed from the end of the last
+  warm-up batch to the end of the last timed batch;
+* ``pure``: forward + backward + optimizer step (gradient clipping as configured) of the same model built the
+  same way, on the very batches the trial trained on, already unwrapped and in memory, with the learning rates
+  the trial's schedule used: the ceiling the trial can reach.
+
+The batches and learning rates come from one extra trial run made first (it also warms up the process). A timed
+run stops right after its last timed batch, so the validation and checkpoint at the end of a Determined run are
+not part of it. Cases:
+
+* ``demo``: the Mask R-CNN of examples/shapes (128 px, batch 8) on the shapes annotations;
+* ``coco``: mmdet's faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py at its real 1333x800 scale (random init, no
+  download), on a generated COCO annotation file of 1333x800 images (boxes only, no image files).
+
+Goal (issue 13): trial >= 0.95x pure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, machine_line, markdown_table, median, paired_ratios, write_results  # noqa: E402,I001
+
+import model_hub_mmdet  # noqa: E402,F401  (compat fixes before mmcv/mmdet)
+import torch  # noqa: E402
+
+from model_hub_mmdet.config import build_mmdet_config  # noqa: E402
+from model_hub_mmdet.expconf import load_experiment, local_hparams  # noqa: E402
+from model_hub_mmdet.local import train_local  # noqa: E402
+
+COCO_CONFIG = "faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py"
+
+
+class _Stop(Exception):
+    """Raised after the last batch a run needs: skips the validation and checkpoint that end a Determined run."""
+
+
+# ============================================================================================ experiments
+def demo_experiment(work: Path) -> dict[str, Any]:
+    """examples/shapes/shapes.yaml on generated shapes annotations, images from the fake backend."""
+    from model_hub_mmdet.datasets.shapes import make_shapes
+
+    data = work / "shapes"
+    make_shapes(data, train=64, val=2, size=128, seed=0)
+    exp = load_experiment(REPO / "examples/shapes/shapes.yaml")
+    hp = exp["hyperparameters"]
+    hp["config_file"] = str(REPO / hp["config_file"])
+    hp["override_mmdet_config"] = {**(hp.get("override_mmdet_config") or {}), **_data_paths(data, "train", "val")}
+    exp["data"] = {"file_client_args": {"backend": "fake"}}
+    return exp
+
+
+def write_coco_annotations(path: Path, images: int, width: int = 1333, height: int = 800, seed: int = 0) -> Path:
+    """A COCO instances file of ``images`` images of ``width`` x ``height`` with 2-8 random boxes each, over
+    COCO's 80 categories (no image files: the fake backend serves an image of the annotated size)."""
+    from mmdet.datasets import CocoDataset
+
+    rng = random.Random(seed)
+    categories = [{"id": i + 1, "name": name, "supercategory": "thing"} for i, name in enumerate(CocoDataset.CLASSES)]
+    imgs, anns = [], []
+    for i in range(images):
+        imgs.append({"id": i + 1, "file_name": f"{i + 1:012d}.jpg", "width": width, "height": height})
+        for _ in range(rng.randint(2, 8)):
+            w, h = rng.uniform(32, width / 3), rng.uniform(32, height / 3)
+            x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": rng.randint(1, 80),
+                         "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0,
+                         "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"images": imgs, "annotations": anns, "categories": categories}))
+    return path
+
+
+def coco_experiment(work: Path, batch_size: int, workers: int) -> dict[str, Any]:
+    """Faster R-CNN R50-FPN at 1333x800 on generated COCO-size annotations, images from the fake backend."""
+    data = work / "coco"
+    write_coco_annotations(data / "annotations" / "train.json", images=32)
+    write_coco_annotations(data / "annotations" / "val.json", images=1, seed=1)
+    overrides = {**_data_paths(data, "train", "val"), "model.backbone.init_cfg": None,  # no torchvision download
+                 "data.workers_per_gpu": workers}
+    return {
+        "name": "compute-faster-rcnn-coco-size",
+        "hyperparameters": {"global_batch_size": batch_size, "config_file": COCO_CONFIG,
+                            "override_mmdet_config": overrides},
+        "searcher": {"name": "single", "metric": "bbox_mAP", "smaller_is_better": False,
+                     "max_length": {"batches": 100}},
+        "data": {"file_client_args": {"backend": "fake"}},
+        "entrypoint": "python3 -m determined.launch.torch_distributed python3 -m model_hub_mmdet.run",
+    }
+
+
+def _data_paths(root: Path, train: str, val: str) -> dict[str, str]:
+    out = {}
+    for split, folder in (("train", train), ("val", val), ("test", val)):
+        out[f"data.{split}.ann_file"] = str(root / "annotations" / f"{folder}.json")
+        out[f"data.{split}.img_prefix"] = f"{root / folder}/"
+    return out
+
+
+# ================================================================================================ the trial
+def trial_run(exp: dict[str, Any], batches: int, capture: bool = False) -> dict[str, Any]:
+    """Train ``batches`` batches through train_local; per-batch end times, and with ``capture`` the unwrapped
+    batches, learning rates and losses."""
+    from model_hub_mmdet.data import unwrap_batch
+    from model_hub_mmdet.trial import MMDetTrial
+
+    out: dict[str, Any] = {"stamps": [], "batches": [], "lrs": [], "losses": []}
+
+    class Timed(MMDetTrial):
+        def train_batch(self, batch: Any, epoch_idx: int, batch_idx: int) -> Any:
+            if capture:
+                kept = copy.deepcopy(unwrap_batch(batch, self.context.device))
+            metrics = super().train_batch(batch, epoch_idx, batch_idx)
+            out["stamps"].append(time.perf_counter())
+            if capture:
+                out["batches"].append(kept)
+                out["lrs"].append([group["lr"] for group in self.optimizer.param_groups])
+                out["losses"].append(float(metrics["loss"]))
+            if len(out["stamps"]) == batches:
+                raise _Stop
+            return metrics
+
+    try:
+        # one batch more than needed: the run never reaches its end (validation, checkpoint)
+        train_local(exp, Timed, max_batches=batches + 1, validation_period=10**6, checkpoint_period=10**6)
+    except _Stop:
+        pass
+    gc.collect()  # the trial, its loader and its workers
+    return out
+
+
+# ================================================================================================ pure compute
+def pure_run(exp: dict[str, Any], batches: list[Any], lrs: list[list[float]]) -> dict[str, Any]:
+    """Forward, backward and optimizer step of a freshly built model over ``batches`` (in memory)."""
+    from mmcv.runner import build_optimizer
+    from mmdet.models import build_detector
+
+    hp = local_hparams(exp["hyperparameters"])
+    cfg = build_mmdet_config(hp, exp.get("data") or {}, os.getcwd())
+    seed = int((exp.get("reproducibility") or {}).get("experiment_seed", cfg.get("seed") or 0))  # as MMDetTrial
+    random.seed(seed)
+    import numpy as np
+
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    model = build_detector(cfg.model, train_cfg=cfg.get("train_cfg"), test_cfg=cfg.get("test_cfg"))
+    level = logging.getLogger("mmcv").level
+    logging.getLogger("mmcv").setLevel(logging.WARNING)
+    model.init_weights()
+    logging.getLogger("mmcv").setLevel(level)
+    model.train()
+    optimizer = build_optimizer(model, cfg.optimizer)
+    clip = (cfg.get("optimizer_config") or {}).get("grad_clip")
+    params = [p for p in model.parameters() if p.requires_grad]
+    out: dict[str, Any] = {"stamps": [], "losses": []}
+    for data, lr in zip(batches, lrs):
+        for group, value in zip(optimizer.param_groups, lr):
+            group["lr"] = value
+        loss, _ = model._parse_losses(model(**data))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, **clip)
+        optimizer.step()
+        out["stamps"].append(time.perf_counter())
+        out["losses"].append(float(loss.detach()))
+    del model, optimizer
+    gc.collect()
+    return out
+
+
+def seconds_per_batch(stamps: list[float], warmup: int) -> float:
+    """Mean seconds per batch after ``warmup`` batches (from the end of the last warm-up batch)."""
+    return (stamps[-1] - stamps[warmup - 1]) / (len(stamps) - warmup)
+
+
+# ================================================================================================== main
+def run_case(name: str, exp: dict[str, Any], warmup: int, timed: int, rounds: int) -> dict[str, Any]:
+    total = warmup + timed
+    print(f"{name}: capturing {total} batches from the trial's loader", flush=True)
+    captured = trial_run(exp, total, capture=True)
+    trial_s, pure_s = [], []
+    losses: dict[str, list[float]] = {"capture": captured["losses"]}
+    for r in range(rounds):
+        for side in ("trial", "pure") if r % 2 == 0 else ("pure", "trial"):
+            if side == "trial":
+                got = trial_run(exp, total)
+                trial_s.append(seconds_per_batch(got["stamps"], warmup))
+            else:
+                got = pure_run(exp, captured["batches"], captured["lrs"])
+                pure_s.append(seconds_per_batch(got["stamps"], warmup))
+                losses.setdefault("pure", got["losses"])
+            print(f"  round {r} {side}: {(trial_s if side == 'trial' else pure_s)[-1]:.3f} s/batch", flush=True)
+    ratios = paired_ratios(pure_s, trial_s)  # throughput trial / pure = (s/batch pure) / (s/batch trial)
+    return {"case": name, "trial_s_per_batch": trial_s, "pure_s_per_batch": pure_s, "throughput_ratios": ratios,
+            "median_trial": median(trial_s), "median_pure": median(pure_s), "median_ratio": median(ratios),
+            "first_losses": {k: v[:3] for k, v in losses.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--cases", nargs="+", default=["demo", "coco"], choices=["demo", "coco"])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating trial/pure rounds (default 3)")
+    parser.add_argument("--demo-batches", type=int, default=20, help="timed demo batches per run (default 20)")
+    parser.add_argument("--demo-warmup", type=int, default=3)
+    parser.add_argument("--coco-batches", type=int, default=6, help="timed COCO-size batches per run (default 6)")
+    parser.add_argument("--coco-warmup", type=int, default=2)
+    parser.add_argument("--coco-batch-size", type=int, default=2)
+    parser.add_argument("--coco-workers", type=int, default=2, help="data.workers_per_gpu for the COCO case")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 round, 3+1 demo and 2+1 COCO batches, COCO batch 1")
+    parser.add_argument("--json", help="results file (default runs/bench/compute-TIME.json)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.demo_batches, args.demo_warmup = 1, 3, 1
+        args.coco_batches, args.coco_warmup, args.coco_batch_size = 2, 1, 1
+    work = Path(tempfile.mkdtemp(prefix="bench-compute-"))
+    os.environ["XDG_DATA_HOME"] = str(work / "xdg")  # no checkpoint is written, but keep Determined's dir out of ~
+    (work / "cwd").mkdir()
+    os.chdir(work / "cwd")  # an empty working directory (Determined would copy it into checkpoints)
+    logging.getLogger("determined").setLevel(logging.WARNING)
+    results = []
+    try:
+        for case in args.cases:
+            if case == "demo":
+                exp = demo_experiment(work)
+                results.append(run_case("demo", exp, args.demo_warmup, args.demo_batches, args.rounds))
+                results[-1]["setup"] = "Mask R-CNN of examples/shapes, 128 px, batch 8"
+            else:
+                exp = coco_experiment(work, args.coco_batch_size, args.coco_workers)
+                results.append(run_case("coco", exp, args.coco_warmup, args.coco_batches, args.rounds))
+                results[-1]["setup"] = f"Faster R-CNN R50-FPN, 1333x800, batch {args.coco_batch_size}"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n### compute: trial vs pure compute ({args.rounds} alternating rounds, median)\n")
+    rows = [(r["setup"], f"{r['median_trial']:.3f}", f"{r['median_pure']:.3f}", f"{r['median_ratio']:.3f}",
+             ", ".join(f"{x:.3f}" for x in r["throughput_ratios"])) for r in results]
+    print(markdown_table(["case", "trial s/batch", "pure s/batch", "throughput trial/pure", "per round"], rows))
+    print(f"\n{machine_line()}; torch threads {torch.get_num_threads()}. Goal: trial/pure >= 0.95.")
+    for r in results:
+        print(f"first losses ({r['case']}): " + "; ".join(f"{k} {', '.join(f'{x:.4f}' for x in v)}"
+                                                        for k, v in r["first_losses"].items()))
+    print(f"\nresults: {write_results('compute', {'args': vars(args), 'results': results}, args.json)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
