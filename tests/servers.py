@@ -183,6 +183,7 @@ class FaultProxy:
         self.latency = latency  # seconds added before forwarding each request (a cloud store's time to first byte)
         self._lock = threading.Lock()
         self._failures: list[int] = []
+        self._down_until = 0.0  # time.monotonic() until which every connection is dropped (see outage)
         self.requests = 0
         self.connections = 0
         self.paths: list[str] = []  # "METHOD /path?query" of every request, in arrival order
@@ -213,6 +214,8 @@ class FaultProxy:
                     proxy.requests += 1
                     proxy.paths.append(f"{self.command} {self.path}")
                     status = proxy._failures.pop(0) if proxy._failures else None
+                    if time.monotonic() < proxy._down_until:
+                        status = 0
                 if status == 0:
                     self.close_connection = True
                     return
@@ -271,6 +274,11 @@ class FaultProxy:
         through the body)."""
         with self._lock:
             self._failures.extend([status] * count)
+
+    def outage(self, seconds: float) -> None:
+        """Drop every connection for the next ``seconds`` (the store looks stopped); 0 ends an outage."""
+        with self._lock:
+            self._down_until = time.monotonic() + seconds
 
     def close(self) -> None:
         self._server.shutdown()

@@ -54,7 +54,7 @@ class ObjectStoreBackend(BaseStorageBackend):
         cache_dir: cache directory (default ``storage/`` under ``$MODEL_HUB_MMDET_CACHE``, i.e.
             ``~/.cache/model_hub_mmdet/storage``); share it between the processes of a machine, on local disk.
         cache_size: cap for cached objects, e.g. ``50GB`` (least recently used objects are evicted).
-        retries: attempts per request, the first included (default 6).
+        retries: attempts per request, the first included (default 12: 31-63 s of patience, see ``retry.py``).
         retry_backoff / retry_max_backoff: base and cap in seconds of the jittered exponential backoff.
         prefetch: images to fetch ahead of the data loader (0 = off); read by the data loader, see
             :mod:`model_hub_mmdet.backends.prefetch`.
@@ -75,7 +75,7 @@ class ObjectStoreBackend(BaseStorageBackend):
         cache: bool = True,
         cache_dir: str | None = None,
         cache_size: int | str = DEFAULT_CACHE_SIZE,
-        retries: int = 6,
+        retries: int = 12,
         retry_backoff: float = 0.1,
         retry_max_backoff: float = 10.0,
         prefetch: int = 0,
