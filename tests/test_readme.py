@@ -39,7 +39,7 @@ def _commands() -> list[str]:
 
 def _shorten(command: str) -> str:
     """One batch instead of the full schedule; validation is still run."""
-    if " train " in f" {command} ":
+    if " train " in f" {command} " or " model_hub_mmdet.run " in f" {command} ":
         command = re.sub(r"--max-batches \d+", "", command) + " --max-batches 1"
     return re.sub(r"max_batches=\d+", "max_batches=1", command)
 
@@ -85,7 +85,7 @@ def test_readme_command_runs(command: str, repo_copy: Path, tmp_path: Path) -> N
         checkpoints = sorted((repo_copy.parent / "xdg" / "determined").iterdir(), key=lambda p: p.stat().st_mtime)
         command = command.replace("CHECKPOINT_DIR_OR_UUID", checkpoints[-1].name)  # a UUID
     proc = subprocess.run(
-        _shorten(command).replace("python ", f"{sys.executable} ", 1),
+        re.sub(r"^python3? ", f"{sys.executable} ", _shorten(command)),
         shell=True, cwd=repo_copy, env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, f"{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
