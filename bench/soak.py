@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between memory samples (default 1)")
     parser.add_argument("--train", type=int, default=400, help="training images (default 400, as make demo)")
     parser.add_argument("--val", type=int, default=50, help="validation images (default 50, as make demo)")
-    parser.add_argument("--flat-mb", type=float, default=5.0,
-                        help="largest slope, MB per 1000 batches, still called flat (default 5)")
+    parser.add_argument("--flat-mb", type=float, default=10.0,
+                        help="largest slope, MB per 1000 batches, still called flat (default 10)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 60 batches, validation every 20, small data")
     parser.add_argument("--json", help="results file (default runs/bench/soak-TIME.json)")
     args = parser.parse_args(argv)
