@@ -82,6 +82,11 @@ def local_storage_dir() -> Path:
     return Path(appdirs.user_data_dir("determined"))
 
 
+def local_checkpoint(uuid: str) -> Path:
+    """The directory of checkpoint ``uuid`` in Determined's local storage (it exists only for local runs)."""
+    return local_storage_dir() / uuid
+
+
 RUN_LOG = "checkpoints.jsonl"  # in a local run's --out directory: one line per checkpoint, oldest first
 
 

@@ -83,7 +83,7 @@ def _recorder_trial(
             # Called once the checkpoint is complete (and, locally, renamed into place): see determined_patches.
             if int(os.environ.get("RANK", "0")) != 0:
                 return
-            checkpoint_dir = str(checkpoints.local_storage_dir() / uuid)
+            checkpoint_dir = str(checkpoints.local_checkpoint(uuid))
             result.checkpoints.append(checkpoint_dir)
             result.batches_trained = self.trial.batches_trained
             if run_dir is not None:
@@ -113,7 +113,6 @@ def _distributed_context() -> Any:
     import torch.distributed as dist
     from determined import core
 
-    os.environ.setdefault("USE_TORCH_DISTRIBUTED", "1")
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
@@ -231,11 +230,10 @@ def check_checkpoint_dir_outside_context(context: str | os.PathLike = ".") -> No
     """Refuse to start when local checkpoints would land inside the working directory unless ``.detignore``
     excludes them: Determined's local mode copies that directory into every checkpoint, so each checkpoint
     would contain all earlier ones (and the copy recurses until the path is too long)."""
-    import appdirs
     from determined.common import detignore
 
     root = Path(context).resolve()
-    storage = Path(appdirs.user_data_dir("determined")).resolve()
+    storage = checkpoints.local_storage_dir().resolve()
     try:
         parts = storage.relative_to(root).parts
     except ValueError:

@@ -67,7 +67,7 @@ class MMDetTrialCallback(pytorch.PyTorchCallback):
         checkpoints.redact_load_data(checkpoint_dir)
 
     def on_checkpoint_upload_end(self, uuid: str) -> None:
-        local = checkpoints.local_storage_dir() / uuid
+        local = checkpoints.local_checkpoint(uuid)
         self.trial.guard.last_checkpoint = str(local) if local.is_dir() else uuid
 
 

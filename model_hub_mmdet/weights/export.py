@@ -24,7 +24,14 @@ from typing import Any
 import torch
 
 from model_hub_mmdet._fs import atomic_write
-from model_hub_mmdet.checkpoints import CONFIG_FILE, META_KEY, STATE_FILE, is_checkpoint_dir, state_file
+from model_hub_mmdet.checkpoints import (
+    CONFIG_FILE,
+    META_KEY,
+    STATE_FILE,
+    is_checkpoint_dir,
+    local_checkpoint,
+    state_file,
+)
 from model_hub_mmdet.config.walk import dataset_configs
 from model_hub_mmdet.errors import WeightsError
 from model_hub_mmdet.weights.loading import extract_state_dict, load_checkpoint_file
@@ -33,17 +40,6 @@ logger = logging.getLogger("model_hub_mmdet")
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
-
-def determined_local_checkpoints() -> Path:
-    """Where Determined's local (off-cluster) mode stores checkpoints: ``appdirs.user_data_dir("determined")``,
-    i.e. ``$XDG_DATA_HOME/determined`` or ``~/.local/share/determined``."""
-    try:
-        import appdirs
-
-        return Path(appdirs.user_data_dir("determined"))
-    except ImportError:  # pragma: no cover - determined depends on appdirs
-        xdg = os.environ.get("XDG_DATA_HOME") or os.path.join("~", ".local", "share")
-        return Path(xdg).expanduser() / "determined"
 
 
 def _download_from_master(uuid: str, into: Path) -> Path:
@@ -76,7 +72,7 @@ def checkpoint_dir(checkpoint: str | os.PathLike) -> Iterator[Path]:
     name = str(checkpoint).strip()
     if not _UUID.match(name):
         raise WeightsError(f"{checkpoint} is neither a checkpoint directory nor a checkpoint UUID")
-    local = determined_local_checkpoints() / name
+    local = local_checkpoint(name)
     if local.is_dir():
         yield local
         return
