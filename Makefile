@@ -17,8 +17,11 @@ $(STAMP): scripts/install.sh setup.py pyproject.toml
 data/shapes/annotations/val.json: | $(STAMP)
 	$(BIN)/model-hub-mmdet make-shapes data/shapes
 
+# Two single-threaded processes (gloo): faster than one process of two threads on 2 cores (bench/demo_speed.py).
+DEMO_NPROC ?= 2
+
 demo: install data/shapes/annotations/val.json
-	$(BIN)/model-hub-mmdet train examples/shapes/shapes.yaml --local --out runs/demo
+	$(BIN)/model-hub-mmdet train examples/shapes/shapes.yaml --local --nproc $(DEMO_NPROC) --out runs/demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_line, markdown_table, write_results  # noqa: E402
 
 SAMPLERS_32 = {"model.train_cfg.rpn.sampler.num": 32, "model.train_cfg.rcnn.sampler.num": 32}
+TORCHVISION_ROI = {"model.roi_head.bbox_roi_extractor.roi_layer.use_torchvision": True,
+                   "model.roi_head.mask_roi_extractor.roi_layer.use_torchvision": True}
 # name -> (processes, OpenMP threads per process, overrides)
 VARIANTS: dict[str, tuple[int, int, dict]] = {
     "1 process x 2 threads, 2 loader workers": (1, 2, {"data.workers_per_gpu": 2}),
@@ -33,6 +35,8 @@ VARIANTS: dict[str, tuple[int, int, dict]] = {
     "2 processes x 1 thread, 1 worker each": (2, 1, {"data.workers_per_gpu": 1}),
     "2 processes x 1 thread, no workers, samplers 32": (2, 1, {"data.workers_per_gpu": 0, **SAMPLERS_32}),
     "1 process x 2 threads, no workers, samplers 32": (1, 2, {"data.workers_per_gpu": 0, **SAMPLERS_32}),
+    "2 processes x 1 thread, no workers, samplers 32, torchvision RoIAlign": (
+        2, 1, {"data.workers_per_gpu": 0, **SAMPLERS_32, **TORCHVISION_ROI}),
 }
 
 

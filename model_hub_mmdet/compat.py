@@ -27,6 +27,11 @@ Each fix is the narrowest one that works, and each is exercised by ``tests/test_
   the ``bbox`` key of segm results was removed in v2.12, and ``pathspec`` (used by Determined to read
   ``.detignore`` when a checkpoint copies the working directory) warns that its ``gitwildmatch`` pattern is
   deprecated. Neither is actionable for a user; each is ignored by its message or category and its module only.
+* **mmdet's COCO evaluation resets everyone's warning filters.** ``CocoDataset.evaluate`` calls
+  ``warnings.simplefilter('once')`` before its ``bbox`` warning, which puts a catch-all filter in front of every
+  filter of the process: from the first segm validation on, the two warnings above (and any other library's)
+  printed again. That module's ``warnings`` is given a ``simplefilter`` that changes nothing; everything else
+  passes through. Applied by :mod:`model_hub_mmdet.evaluation`.
 * **mmcv's v2.0 banner.** ``import mmcv`` warns about a release that happened years ago on every process
   (and every data-loader worker); it is silenced by message, nothing else is.
 """
@@ -117,6 +122,25 @@ def ragged_arrays_in_mmdet_recall() -> None:
 
     if not isinstance(recall.np, _RaggedArrayNumpy):
         recall.np = _RaggedArrayNumpy()
+
+
+class _FilterKeepingWarnings:
+    """``warnings``, except that ``simplefilter`` leaves the process's filters alone."""
+
+    def __getattr__(self, name: str):
+        return getattr(warnings, name)
+
+    @staticmethod
+    def simplefilter(*args, **kwargs) -> None:
+        return None
+
+
+def keep_warning_filters_in_mmdet_coco() -> None:
+    """Stop ``CocoDataset.evaluate`` from putting ``simplefilter('once')`` before every filter (module notes)."""
+    from mmdet.datasets import coco
+
+    if not isinstance(coco.warnings, _FilterKeepingWarnings):
+        coco.warnings = _FilterKeepingWarnings()
 
 
 def quiet_third_party_warnings() -> None:

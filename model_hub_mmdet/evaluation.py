@@ -23,6 +23,7 @@ from mmdet.core import encode_mask_results
 from model_hub_mmdet import compat
 
 compat.ragged_arrays_in_mmdet_recall()
+compat.keep_warning_filters_in_mmdet_coco()
 logger = logging.getLogger("model_hub_mmdet")
 
 COCO_SUFFIXES = ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l")

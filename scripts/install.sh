@@ -51,11 +51,31 @@ if [ "$VENV" = none ] && "$PY" -c 'import torch, torchvision' 2>/dev/null; then
 else
   TORCH_PINS=("torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION")
 fi
-step "torch, torchvision and build tools"
-"${PIP[@]}" install -q "${TORCH_PINS[@]}" wheel ninja "numpy>=2" "opencv-python-headless>=4.8" "yapf==0.40.1"
-# mmcv-full's setup.py imports pkg_resources (gone in setuptools>=70); torch's metadata asks for >=77 but
-# does not need it at run time, so this is installed on its own (pip only notes the mismatch).
-pip_quiet install -q "setuptools<70"
+# Whether every requirement given is installed at a matching version (pip takes ~50 s to say so itself).
+satisfied() {
+  "$PY" - "$@" <<'EOF' 2>/dev/null
+import importlib.metadata as md, sys
+from pip._vendor.packaging.requirements import Requirement
+for spec in sys.argv[1:]:
+    req = Requirement(spec)
+    try:
+        version = md.version(req.name)
+    except md.PackageNotFoundError:
+        sys.exit(1)
+    if not req.specifier.contains(version, prereleases=True):
+        sys.exit(1)
+EOF
+}
+BUILD_REQS=("${TORCH_PINS[@]}" wheel ninja "numpy>=2" "opencv-python-headless>=4.8" "yapf==0.40.1" "setuptools<70")
+if satisfied "${BUILD_REQS[@]}"; then
+  step "torch, torchvision and build tools already installed"
+else
+  step "torch, torchvision and build tools"
+  "${PIP[@]}" install -q "${TORCH_PINS[@]}" wheel ninja "numpy>=2" "opencv-python-headless>=4.8" "yapf==0.40.1"
+  # mmcv-full's setup.py imports pkg_resources (gone in setuptools>=70); torch's metadata asks for >=77 but
+  # does not need it at run time, so this is installed on its own (pip only notes the mismatch).
+  pip_quiet install -q "setuptools<70"
+fi
 
 # CUDA ops only where they can run: nvcc on PATH and a visible GPU (FORCE_CUDA=1/0 overrides).
 if [ -z "${FORCE_CUDA:-}" ]; then

@@ -174,3 +174,38 @@ def test_importing_mmcv_after_the_package_prints_no_banner() -> None:
 
 def test_plain_mmcv_import_does_print_the_banner() -> None:
     assert BANNER in _stderr_of("import mmcv")  # the warning this fix exists for
+
+
+# ------------------------------------------------------------------------- warning filters after COCO evaluation
+_EVALUATE_THEN_WARN = """
+import sys, warnings
+import numpy as np, pycocotools.mask as mask_util
+import model_hub_mmdet.evaluation  # applies the fix
+from mmdet.datasets import CocoDataset, coco
+if sys.argv[2] == "unfixed":
+    coco.warnings = warnings
+dataset = CocoDataset(ann_file=sys.argv[1], pipeline=[], test_mode=True, classes=("rectangle", "ellipse", "triangle"))
+results = []
+for info in dataset.data_infos:
+    mask = np.zeros((info["height"], info["width"]), np.uint8, order="F")
+    mask[2:10, 2:10] = 1
+    box = np.array([[2, 2, 10, 10, 0.9]], np.float32)
+    empty = np.zeros((0, 5), np.float32)
+    results.append(([box, empty, empty], [[mask_util.encode(mask)], [], []]))
+print(dataset.evaluate(results, metric=["bbox", "segm"])["segm_mAP"] >= 0)
+import pathspec
+pathspec.PathSpec.from_lines(pathspec.patterns.GitWildMatchPattern, ["*.py"])  # what Determined's .detignore does
+"""
+
+
+@pytest.mark.parametrize("variant", ["fixed", "unfixed"])
+def test_coco_evaluation_leaves_the_warning_filters_alone(tmp_path: Path, variant: str) -> None:
+    ann = make_shapes(tmp_path, train=1, val=2, size=32, seed=0)["val"]
+    run = subprocess.run([sys.executable, "-c", _EVALUATE_THEN_WARN, str(ann), variant],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().endswith("True")
+    if variant == "fixed":  # neither mmdet's bbox-key warning nor pathspec's deprecation reaches the console
+        assert 'The key "bbox" is deleted' not in run.stderr and "GitWildMatchPattern" not in run.stderr, run.stderr
+    else:  # mmdet's simplefilter('once') overrides the package's filters: what the fix exists for
+        assert "GitWildMatchPattern" in run.stderr
