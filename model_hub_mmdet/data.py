@@ -272,6 +272,10 @@ class _LazyIterator:
         batch = next(self._it)
         return self._check(batch) if self._check is not None else batch
 
+    def release(self) -> None:
+        """Forget the DataLoader iterator (a later ``next()`` starts a new one)."""
+        self._it = None
+
 
 class TrainLoader(TorchDataLoader):
     """A torch DataLoader whose iterator starts lazily (Determined calls ``iter()`` before loading a
@@ -284,7 +288,23 @@ class TrainLoader(TorchDataLoader):
 
     def __iter__(self) -> Iterator:
         tracker = getattr(self, "tracker", None)
-        return _LazyIterator(super().__iter__, tracker.training_batch if tracker is not None else None)
+        self._lazy = _LazyIterator(super().__iter__, tracker.training_batch if tracker is not None else None)
+        return self._lazy
+
+    def release_workers(self) -> bool:
+        """Stop the persistent worker processes now instead of at exit; returns whether any were running.
+        Training may still go on afterwards: the next batch starts new workers, from the sampler's position."""
+        iterator = getattr(self, "_iterator", None)  # torch keeps the iterator of persistent workers here
+        lazy = getattr(self, "_lazy", None)
+        if lazy is not None:
+            lazy.release()
+        if iterator is None:
+            return False
+        self._iterator = None
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        return True
 
 
 def build_train_loader(

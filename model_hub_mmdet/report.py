@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,7 +82,8 @@ def draw_predictions(
     from matplotlib.patches import Rectangle
     from mmdet.apis import inference_detector, init_detector
 
-    model = init_detector(str(config), str(checkpoint), device="cpu")
+    with contextlib.redirect_stdout(io.StringIO()):  # mmcv prints "load checkpoint from local path: ..."
+        model = init_detector(str(config), str(checkpoint), device="cpu")
     classes = list(model.CLASSES or [])
     colors = plt.get_cmap("tab10")
     fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.6), squeeze=False, num="predictions")

@@ -66,6 +66,9 @@ class MMDetTrialCallback(pytorch.PyTorchCallback):
         checkpoints.write_config(checkpoint_dir, self.trial.mmdet_meta())
         checkpoints.redact_load_data(checkpoint_dir)
 
+    def on_validation_start(self) -> None:
+        self.trial.release_finished_training_loader()
+
     def on_checkpoint_upload_end(self, uuid: str) -> None:
         local = checkpoints.local_checkpoint(uuid)
         self.trial.guard.last_checkpoint = str(local) if local.is_dir() else uuid
@@ -266,6 +269,22 @@ class MMDetTrial(pytorch.PyTorchTrial):
         self.batches_trained = batches_trained
         if self._train_loader is not None:
             self._train_loader.resumable.position = batches_trained
+
+    def release_finished_training_loader(self) -> None:
+        """Once the last batch is trained, stop the training loader's worker processes: they would otherwise hold
+        their memory through the final validation (whose own workers start then), the checkpoint and the export,
+        until the process exits (bench/parity.py: the peak of the process tree). Should training go on after all,
+        the loader starts new workers from this batch."""
+        if self._train_loader is not None and self.batches_trained >= self.max_iters:
+            self.release_training_workers()
+
+    def release_training_workers(self) -> None:
+        """Stop this package's training loader's worker processes; the next batch (if any) starts new ones and
+        continues the same sequence of batches."""
+        loader = self._train_loader
+        if loader is not None and hasattr(loader, "release_workers") and loader.release_workers():
+            loader.resumable.position = self.batches_trained  # the workers had drawn batches ahead
+            logger.debug("stopped the training loader's workers after batch %d", self.batches_trained)
 
     # ----------------------------------------------------------------------------------------- model
     def build_model(self) -> torch.nn.Module:

@@ -87,3 +87,50 @@ def test_global_batch_size_sets_per_slot_batch(shapes_dir: Path, det_local: Path
     exp = tiny_experiment(shapes_dir, global_batch_size=4, max_batches=2)
     train_local(exp, Probe, validation_period=100)
     assert seen == {"batch": 4, "iters_per_epoch": 2, "max_iters": 2}
+
+
+def test_training_workers_stop_before_the_final_validation(shapes_dir: Path, det_local: Path) -> None:
+    from model_hub_mmdet.trial import MMDetTrial
+
+    workers: list = []
+    seen: list[tuple[int, list[bool], bool]] = []
+
+    class Probe(MMDetTrial):
+        def train_batch(self, batch, epoch_idx, batch_idx):
+            metrics = super().train_batch(batch, epoch_idx, batch_idx)
+            workers[:] = list(self._train_loader._iterator._workers)
+            return metrics
+
+        def evaluate_batch(self, batch, batch_idx):
+            if batch_idx == 0:
+                seen.append((self.batches_trained, [w.is_alive() for w in workers],
+                             self._train_loader._iterator is None))
+            return super().evaluate_batch(batch, batch_idx)
+
+    exp = tiny_experiment(shapes_dir, max_batches=4, overrides={"data.workers_per_gpu": 1})
+    result = train_local(exp, Probe, validation_period=2)
+    assert result.batches_trained == 4
+    # mid-run validation: the training workers keep running; the final one: they are gone
+    assert seen == [(2, [True], False), (4, [False], True)]
+
+
+def test_training_continues_the_same_batches_after_its_workers_stop(shapes_dir: Path, det_local: Path) -> None:
+    from model_hub_mmdet.trial import MMDetTrial
+
+    def files(release_at: int | None) -> list[list[str]]:
+        seen: list[list[str]] = []
+
+        class Probe(MMDetTrial):
+            def train_batch(self, batch, epoch_idx, batch_idx):
+                seen.append([m["ori_filename"] for m in batch["img_metas"].data[0]])
+                metrics = super().train_batch(batch, epoch_idx, batch_idx)
+                if self.batches_trained == release_at:
+                    self.release_training_workers()
+                    assert self._train_loader._iterator is None
+                return metrics
+
+        exp = tiny_experiment(shapes_dir, max_batches=5, overrides={"data.workers_per_gpu": 2})
+        train_local(exp, Probe, validation_period=100)
+        return seen
+
+    assert files(release_at=2) == files(release_at=None)
