@@ -58,8 +58,9 @@ class _Stop(Exception):
 
 
 # ============================================================================================ experiments
-def demo_experiment(work: Path) -> dict[str, Any]:
-    """examples/shapes/shapes.yaml on generated shapes annotations, images from the fake backend."""
+def demo_experiment(work: Path, workers: int | None = None) -> dict[str, Any]:
+    """examples/shapes/shapes.yaml on generated shapes annotations, images from the fake backend (``workers``:
+    data.workers_per_gpu, default the demo's own)."""
     from model_hub_mmdet.datasets.shapes import make_shapes
 
     data = work / "shapes"
@@ -68,6 +69,8 @@ def demo_experiment(work: Path) -> dict[str, Any]:
     hp = exp["hyperparameters"]
     hp["config_file"] = str(REPO / hp["config_file"])
     hp["override_mmdet_config"] = {**(hp.get("override_mmdet_config") or {}), **_data_paths(data, "train", "val")}
+    if workers is not None:
+        hp["override_mmdet_config"]["data.workers_per_gpu"] = workers
     exp["data"] = {"file_client_args": {"backend": "fake"}}
     return exp
 
@@ -229,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coco-batches", type=int, default=6, help="timed COCO-size batches per run (default 6)")
     parser.add_argument("--coco-warmup", type=int, default=2)
     parser.add_argument("--coco-batch-size", type=int, default=2)
+    parser.add_argument("--demo-workers", type=int, help="data.workers_per_gpu for the demo case (default: its own)")
     parser.add_argument("--coco-workers", type=int, default=2, help="data.workers_per_gpu for the COCO case")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 round, 3+1 demo and 2+1 COCO batches, COCO batch 1")
@@ -246,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for case in args.cases:
             if case == "demo":
-                exp = demo_experiment(work)
+                exp = demo_experiment(work, args.demo_workers)
                 results.append(run_case("demo", exp, args.demo_warmup, args.demo_batches, args.rounds))
                 results[-1]["setup"] = "Mask R-CNN of examples/shapes, 128 px, batch 8"
             else:

@@ -56,6 +56,7 @@ class Progress:
         if self.enabled:
             shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if isinstance(v, (int, float)))
             self.bar.write(f"[validation @ {batches} batches] {shown}")
+            self.bar.unpause()  # the rate and ETA leave out the time spent validating
 
     def close(self) -> None:
         self.bar.close()
