@@ -282,7 +282,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
         """Stop this package's training loader's worker processes; the next batch (if any) starts new ones and
         continues the same sequence of batches."""
         loader = self._train_loader
-        if loader is not None and hasattr(loader, "release_workers") and loader.release_workers():
+        if loader is not None and loader.release_workers():
             loader.resumable.position = self.batches_trained  # the workers had drawn batches ahead
             logger.debug("stopped the training loader's workers after batch %d", self.batches_trained)
 

@@ -66,12 +66,12 @@ for spec in sys.argv[1:]:
         sys.exit(1)
 EOF
 }
-BUILD_REQS=("${TORCH_PINS[@]}" wheel ninja "numpy>=2" "opencv-python-headless>=4.8" "yapf==0.40.1" "setuptools<70")
-if satisfied "${BUILD_REQS[@]}"; then
+BUILD_REQS=("${TORCH_PINS[@]}" wheel ninja "numpy>=2" "opencv-python-headless>=4.8" "yapf==0.40.1")
+if satisfied "${BUILD_REQS[@]}" "setuptools<70"; then
   step "torch, torchvision and build tools already installed"
 else
   step "torch, torchvision and build tools"
-  "${PIP[@]}" install -q "${TORCH_PINS[@]}" wheel ninja "numpy>=2" "opencv-python-headless>=4.8" "yapf==0.40.1"
+  "${PIP[@]}" install -q "${BUILD_REQS[@]}"
   # mmcv-full's setup.py imports pkg_resources (gone in setuptools>=70); torch's metadata asks for >=77 but
   # does not need it at run time, so this is installed on its own (pip only notes the mismatch).
   pip_quiet install -q "setuptools<70"
