@@ -44,6 +44,7 @@ from torch.utils.data import Dataset, Sampler
 from model_hub_mmdet.datasets import annotations, robust
 from model_hub_mmdet.datasets.robust import BadImageError, BadImagePolicy
 from model_hub_mmdet.errors import DataError, UserError
+from model_hub_mmdet.transport import pack_batch, unpack_batch
 
 logger = logging.getLogger("model_hub_mmdet")
 
@@ -269,7 +270,7 @@ class _LazyIterator:
     def __next__(self) -> Any:
         if self._it is None:
             self._it = self._make()
-        batch = next(self._it)
+        batch = unpack_batch(next(self._it))
         return self._check(batch) if self._check is not None else batch
 
     def release(self) -> None:
@@ -332,7 +333,7 @@ def build_train_loader(
         SeededDataset(dataset, seed),
         batch_sampler=sampler,
         num_workers=num_workers,
-        collate_fn=collate_fn(batch_size),
+        collate_fn=collate_fn(batch_size, pack=True),  # unpacked by _LazyIterator
         persistent_workers=num_workers > 0,
         generator=generator,
     )
@@ -386,7 +387,8 @@ def build_val_loader(
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=partial(collate_validation, samples_per_gpu=batch_size, skip_bad_images=policy.skip_at_validation),
+        collate_fn=partial(collate_validation, samples_per_gpu=batch_size, skip_bad_images=policy.skip_at_validation,
+                           pack=True),  # unpacked by _CheckedLoader
     )
 
 
@@ -396,7 +398,7 @@ class _CheckedLoader(TorchDataLoader):
     tracker: BadImageTracker
 
     def __iter__(self) -> Iterator:
-        return self.tracker.validation_pass(super().__iter__())
+        return self.tracker.validation_pass(unpack_batch(batch) for batch in super().__iter__())
 
 
 class IndexedDataset(Dataset):
@@ -439,12 +441,13 @@ class LoadReport:
     indices: list[int] = field(default_factory=list)
 
 
-def collate_checked(batch: list, samples_per_gpu: int, skip_bad_images: bool = False) -> Any:
+def collate_checked(batch: list, samples_per_gpu: int, skip_bad_images: bool = False, pack: bool = False) -> Any:
     """mmcv's collate of the loadable samples, with a :class:`LoadReport` under ``skipped_samples``.
 
     :class:`Substitute` samples count as substituted; a :class:`LoadFailure` of a bad image is left out when
     ``skip_bad_images`` (validation's opt-in), any other failure makes the batch carry only the report, for
-    the main process to raise.
+    the main process to raise. With ``pack`` a worker packs the batch for the trip to the main process
+    (:func:`model_hub_mmdet.transport.pack_batch`); only for loaders that unpack it again, as this module's do.
     """
     report = LoadReport()
     samples = []
@@ -466,17 +469,17 @@ def collate_checked(batch: list, samples_per_gpu: int, skip_bad_images: bool = F
     out = mmcv_collate(samples, samples_per_gpu)
     if isinstance(out, dict):
         out[SKIPPED_KEY] = report
-    return out
+    return pack_batch(out) if pack else out
 
 
-def collate_fn(samples_per_gpu: int) -> Callable[[list], Any]:
+def collate_fn(samples_per_gpu: int, pack: bool = False) -> Callable[[list], Any]:
     """The training collate: :func:`collate_checked` with the whole batch on one device."""
-    return partial(collate_checked, samples_per_gpu=samples_per_gpu)
+    return partial(collate_checked, samples_per_gpu=samples_per_gpu, pack=pack)
 
 
-def collate_validation(batch: list, samples_per_gpu: int, skip_bad_images: bool = False) -> Any:
+def collate_validation(batch: list, samples_per_gpu: int, skip_bad_images: bool = False, pack: bool = False) -> Any:
     """The validation collate (see :func:`collate_checked`); picklable for spawned workers."""
-    return collate_checked(batch, samples_per_gpu, skip_bad_images=skip_bad_images)
+    return collate_checked(batch, samples_per_gpu, skip_bad_images=skip_bad_images, pack=pack)
 
 
 class BadImageTracker:
