@@ -7,7 +7,8 @@ Each variant is one ``model-hub-mmdet train examples/shapes/shapes.yaml --local`
 repository root on ``data/shapes`` (``make demo``'s data; made if missing) for ``--batches`` batches. The trial is
 ``bench/timed_trial.py``, which stamps every training batch: the table gives the median time between batches after
 the first ``--warmup`` (the steady state the whole demo runs at) and the process's start-up time (start to first
-batch). Variants alternate round by round, so a noisy stretch of the machine hits them all.
+batch). Loader workers run at the default ``data.worker_niceness`` (19 on the CPU) unless the variant says "normal
+priority". Variants alternate round by round, so a noisy stretch of the machine hits them all.
 """
 
 from __future__ import annotations
@@ -27,12 +28,16 @@ from common import REPO, machine_line, markdown_table, write_results  # noqa: E4
 SAMPLERS_32 = {"model.train_cfg.rpn.sampler.num": 32, "model.train_cfg.rcnn.sampler.num": 32}
 TORCHVISION_ROI = {"model.roi_head.bbox_roi_extractor.roi_layer.use_torchvision": True,
                    "model.roi_head.mask_roi_extractor.roi_layer.use_torchvision": True}
-# name -> (processes, OpenMP threads per process, overrides)
-VARIANTS: dict[str, tuple[int, int, dict]] = {
+NORMAL_PRIORITY = {"worker_niceness": 0}  # the experiment's data section: workers at the trainer's priority
+# name -> (processes, OpenMP threads per process, overrides[, the experiment's data section])
+VARIANTS: dict[str, tuple] = {
     "1 process x 2 threads, 2 loader workers": (1, 2, {"data.workers_per_gpu": 2}),
     "1 process x 2 threads, no workers": (1, 2, {"data.workers_per_gpu": 0}),
     "2 processes x 1 thread, no workers": (2, 1, {"data.workers_per_gpu": 0}),
     "2 processes x 1 thread, 1 worker each": (2, 1, {"data.workers_per_gpu": 1}),
+    "2 processes x 1 thread, 1 worker each at normal priority": (2, 1, {"data.workers_per_gpu": 1}, NORMAL_PRIORITY),
+    "1 process x 2 threads, 1 worker": (1, 2, {"data.workers_per_gpu": 1}),
+    "1 process x 2 threads, 1 worker at normal priority": (1, 2, {"data.workers_per_gpu": 1}, NORMAL_PRIORITY),
     "2 processes x 1 thread, no workers, samplers 32": (2, 1, {"data.workers_per_gpu": 0, **SAMPLERS_32}),
     "1 process x 2 threads, no workers, samplers 32": (1, 2, {"data.workers_per_gpu": 0, **SAMPLERS_32}),
     "2 processes x 1 thread, no workers, samplers 32, torchvision RoIAlign": (
@@ -40,10 +45,12 @@ VARIANTS: dict[str, tuple[int, int, dict]] = {
 }
 
 
-def experiment_yaml(work: Path, overrides: dict, batches: int) -> Path:
+def experiment_yaml(work: Path, overrides: dict, batches: int, data: dict | None = None) -> Path:
     import yaml
 
     exp = yaml.safe_load((REPO / "examples/shapes/shapes.yaml").read_text())
+    if data:
+        exp["data"] = {**(exp.get("data") or {}), **data}
     hp = exp["hyperparameters"]
     hp["override_mmdet_config"] = {**(hp.get("override_mmdet_config") or {}), **overrides}
     exp["searcher"]["max_length"] = {"batches": batches}
@@ -55,10 +62,10 @@ def experiment_yaml(work: Path, overrides: dict, batches: int) -> Path:
 
 
 def run_variant(work: Path, name: str, batches: int, warmup: int) -> dict:
-    nproc, threads, overrides = VARIANTS[name]
+    nproc, threads, overrides, *data = VARIANTS[name]
     stamps = work / "stamps.txt"
     stamps.unlink(missing_ok=True)
-    exp = experiment_yaml(work, overrides, batches)
+    exp = experiment_yaml(work, overrides, batches, data[0] if data else None)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), BENCH_STAMPS=str(stamps), XDG_DATA_HOME=str(work / "xdg"))
     cmd = [str(Path(sys.executable).with_name("model-hub-mmdet")), "train", str(exp), "--local",
            "--trial", "bench.timed_trial:TimedTrial", "--out", str(work / "run"), "--nproc", str(nproc)]

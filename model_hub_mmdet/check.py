@@ -179,10 +179,12 @@ def metric_problems(conf: Mapping[str, Any], cfg: Any) -> list[str]:
 
 
 def data_setting_problems(conf: Mapping[str, Any]) -> list[str]:
-    """``data.bad_images`` is a valid setting."""
+    """``data.bad_images`` and ``data.worker_niceness`` are valid settings."""
     from model_hub_mmdet.datasets.robust import BadImagePolicy
+    from model_hub_mmdet.workers import worker_niceness
 
     BadImagePolicy.from_config(section(conf, "data").get("bad_images"))
+    worker_niceness(section(conf, "data").get("worker_niceness"), "cpu")
     return []
 
 

@@ -45,6 +45,7 @@ from model_hub_mmdet.datasets import annotations, robust
 from model_hub_mmdet.datasets.robust import BadImageError, BadImagePolicy
 from model_hub_mmdet.errors import DataError, UserError
 from model_hub_mmdet.transport import pack_batch, unpack_batch
+from model_hub_mmdet.workers import worker_init
 
 logger = logging.getLogger("model_hub_mmdet")
 
@@ -318,11 +319,13 @@ def build_train_loader(
     shuffle: bool = True,
     file_client_args: Mapping | None = None,
     bad_images: Mapping | BadImagePolicy | None = None,
+    worker_niceness: int = 0,
 ) -> TrainLoader:
     """The endless, resumable, group-batched training loader of one slot. With an object-store
     ``file_client_args`` whose ``prefetch`` is > 0, the images of the next batches are fetched into the local
     cache ahead of the loader (this slot's batches only). ``bad_images`` is the experiment's
-    ``data.bad_images`` (see :class:`~model_hub_mmdet.datasets.robust.BadImagePolicy`)."""
+    ``data.bad_images`` (see :class:`~model_hub_mmdet.datasets.robust.BadImagePolicy`); the workers run at
+    ``worker_niceness`` below the training process (:mod:`model_hub_mmdet.workers`)."""
     policy = BadImagePolicy.from_config(bad_images)
     groups = GroupBatchSampler.for_dataset(dataset, batch_size, num_replicas=num_replicas, seed=seed, shuffle=shuffle)
     resumable = ResumableBatchSampler(groups, len(dataset), rank=rank)
@@ -336,6 +339,7 @@ def build_train_loader(
         collate_fn=collate_fn(batch_size, pack=True),  # unpacked by _LazyIterator
         persistent_workers=num_workers > 0,
         generator=generator,
+        worker_init_fn=worker_init(worker_niceness),
     )
     loader.resumable = resumable
     loader.tracker = BadImageTracker(policy, samples_per_pass=len(resumable) * batch_size)
@@ -363,9 +367,14 @@ def _with_prefetch(sampler: ResumableBatchSampler, dataset: Dataset, file_client
 
 
 def build_val_loader(
-    dataset: Dataset, batch_size: int, num_workers: int, bad_images: Mapping | BadImagePolicy | None = None
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    bad_images: Mapping | BadImagePolicy | None = None,
+    worker_niceness: int = 0,
 ) -> Any:
-    """Determined's DataLoader over :class:`IndexedDataset`, in order, no padding: each image once.
+    """Determined's DataLoader over :class:`IndexedDataset`, in order, no padding: each image once; the workers
+    run at ``worker_niceness`` below the training process (:mod:`model_hub_mmdet.workers`).
 
     An unreadable image is a DataError naming the file, raised in the main process; with
     ``bad_images: {skip_at_validation: true}`` it is left out of its batch instead (the batch's
@@ -387,6 +396,7 @@ def build_val_loader(
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
+        worker_init_fn=worker_init(worker_niceness),
         collate_fn=partial(collate_validation, samples_per_gpu=batch_size, skip_bad_images=policy.skip_at_validation,
                            pack=True),  # unpacked by _CheckedLoader
     )

@@ -57,7 +57,7 @@ class PackedMasks:
         return np.unpackbits(self.bits, count=count).reshape(self.shape).astype(self.dtype, copy=False)
 
 
-def _pack(value: Any) -> Any:
+def _pack(value: Any, in_container: bool = False) -> Any:
     if isinstance(value, torch.Tensor):
         if value.device.type != "cpu" or value.requires_grad or value.nbytes > INLINE_BYTES:
             return value
@@ -71,38 +71,40 @@ def _pack(value: Any) -> Any:
             if masks.dtype == np.bool_ or masks.max(initial=0) <= 1:
                 value.masks = PackedMasks(masks)
         return value
-    if isinstance(value, DataContainer):
-        _each_in_place(value.data, _pack)
-    elif isinstance(value, (MutableMapping, MutableSequence)):
-        _each_in_place(value, _pack)
+    _each_in_place(value, _pack, in_container)
     return value
 
 
-def _unpack(value: Any) -> Any:
+def _unpack(value: Any, in_container: bool = False) -> Any:
     if isinstance(value, InlineTensor):
         return value.tensor()
     if isinstance(value, BitmapMasks):
         if isinstance(value.masks, PackedMasks):
             value.masks = value.masks.array()
-    elif isinstance(value, DataContainer):
-        _each_in_place(value.data, _unpack)
-    elif isinstance(value, (MutableMapping, MutableSequence)):
-        _each_in_place(value, _unpack)
+        return value
+    _each_in_place(value, _unpack, in_container)
     return value
 
 
-def _each_in_place(container: Any, convert: Any) -> None:
-    if isinstance(container, MutableMapping):
-        for key in list(container):
-            container[key] = convert(container[key])
-    elif isinstance(container, MutableSequence):
-        for i, item in enumerate(container):
-            container[i] = convert(item)
+def _each_in_place(value: Any, convert: Any, in_container: bool) -> None:
+    """Apply ``convert`` to the items of a DataContainer's chunks (and their lists), or of the batch's own dicts
+    and lists. Dicts inside a DataContainer (image metas) are not entered: mmdet puts no tensor there."""
+    if isinstance(value, DataContainer):
+        value = value.data
+        in_container = True
+    elif isinstance(value, MutableMapping) and not in_container:
+        for key in list(value):
+            value[key] = convert(value[key], in_container)
+        return
+    if isinstance(value, MutableSequence):
+        for i, item in enumerate(value):
+            value[i] = convert(item, in_container)
 
 
 def pack_batch(batch: Any) -> Any:
-    """In a loader worker: pack the batch's small tensors and binary masks (in dicts, lists and DataContainers,
-    in place) for the trip to the main process. Outside a worker the batch is returned untouched."""
+    """In a loader worker: pack the batch's small tensors and binary masks (in place: in the batch's dicts and
+    lists and in its DataContainers' chunks) for the trip to the main process. Outside a worker the batch is
+    returned untouched."""
     if get_worker_info() is None:
         return batch
     return _pack(batch)

@@ -39,6 +39,7 @@ from model_hub_mmdet.errors import ConfigError
 from model_hub_mmdet.evaluation import PredictionGatherer, encode_results, evaluate_predictions, evaluation_subset
 from model_hub_mmdet.expconf import local_hparams, searcher_length, with_defaults
 from model_hub_mmdet.finite import NonFiniteGuard, check_finite_weights
+from model_hub_mmdet.workers import worker_niceness
 
 compat.apply()
 logger = logging.getLogger("model_hub_mmdet")
@@ -124,6 +125,8 @@ class MMDetTrial(pytorch.PyTorchTrial):
         self.cfg = self.build_config()
         self.seed = self._seed()
         self.per_slot_batch_size = context.get_per_slot_batch_size()
+        # loader workers yield the cores to training on the CPU (model_hub_mmdet.workers)
+        self.worker_niceness = worker_niceness(self.data_config.get("worker_niceness"), context.device.type)
         self.cfg.data.samples_per_gpu = self.per_slot_batch_size
         self.train_dataset = self.build_train_dataset()
         self.val_dataset = self.build_val_dataset()
@@ -251,6 +254,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
                 num_replicas=self.context.distributed.get_size(),
                 file_client_args=self.data_config.get("file_client_args"),
                 bad_images=self.data_config.get("bad_images"),
+                worker_niceness=self.worker_niceness,
             )
             self._train_loader.resumable.position = self.batches_trained
         return self._train_loader
@@ -262,6 +266,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
             batch_size=val_cfg.get("samples_per_gpu", 1),
             num_workers=val_cfg.get("workers_per_gpu", self.cfg.data.get("workers_per_gpu", 2)),
             bad_images=self.data_config.get("bad_images"),
+            worker_niceness=self.worker_niceness,
         )
 
     def restore_position(self, batches_trained: int) -> None:

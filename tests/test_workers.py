@@ -1,0 +1,95 @@
+"""Loader workers run below the training process's priority when training is on the CPU (data.worker_niceness)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import tiny_experiment
+from mmcv.parallel import DataContainer
+
+from model_hub_mmdet.check import check_experiment
+from model_hub_mmdet.data import build_train_loader, build_val_loader
+from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.local import train_local
+from model_hub_mmdet.trial import MMDetTrial
+from model_hub_mmdet.workers import CPU_NICENESS, worker_niceness
+
+
+class NicenessReporting(torch.utils.data.Dataset):
+    """Each sample says the niceness of the process that loaded it."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, idx: int) -> dict:
+        return {
+            "img": DataContainer(torch.zeros(3, 4, 4), stack=True),
+            "nice": DataContainer(os.nice(0), cpu_only=True),
+        }
+
+
+def loaded_niceness(batch: dict) -> set[int]:
+    return set(batch["nice"].data[0])
+
+
+def test_auto_is_the_lowest_priority_on_the_cpu_and_unchanged_on_a_gpu() -> None:
+    assert worker_niceness(None, "cpu") == worker_niceness("auto", "cpu") == CPU_NICENESS == 19
+    assert worker_niceness("auto", "cuda") == worker_niceness(None, "cuda") == 0
+    assert worker_niceness(5, "cuda") == 5 and worker_niceness(0, "cpu") == 0
+
+
+@pytest.mark.parametrize("bad", [True, -1, 20, "high", 2.5])
+def test_a_bad_setting_is_one_line_naming_it(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"^data\.worker_niceness must be auto or an integer from 0") as err:
+        worker_niceness(bad, "cpu")
+    assert "\n" not in str(err.value)
+
+
+def test_training_and_validation_workers_run_at_the_niceness_asked_for() -> None:
+    base = os.nice(0)
+    expected = min(base + 7, 19)
+    train = iter(build_train_loader(NicenessReporting(), batch_size=2, num_workers=2, seed=0, worker_niceness=7))
+    assert loaded_niceness(next(train)) | loaded_niceness(next(train)) == {expected}
+    val = build_val_loader(NicenessReporting(), batch_size=2, num_workers=1, worker_niceness=7)
+    assert {n for batch in val for n in loaded_niceness(batch)} == {expected}
+    plain = iter(build_train_loader(NicenessReporting(), batch_size=2, num_workers=1, seed=0))
+    assert loaded_niceness(next(plain)) == {base}
+    assert os.nice(0) == base  # the training process keeps its priority
+
+
+def test_the_trial_on_the_cpu_gives_its_workers_the_lowest_priority(shapes_dir: Path, det_local: Path) -> None:
+    seen = {}
+
+    class Probe(MMDetTrial):
+        def train_batch(self, batch, epoch_idx, batch_idx):
+            seen["worker"] = {m["nice"] for m in batch["img_metas"].data[0]}
+            return super().train_batch(batch, epoch_idx, batch_idx)
+
+        def build_train_dataset(self):
+            dataset = super().build_train_dataset()
+            original = dataset.pipeline
+
+            def pipeline(results):  # mmdet's pipeline, and the niceness of the process running it
+                out = original(results)
+                out["img_metas"].data["nice"] = os.nice(0)
+                return out
+
+            dataset.pipeline = pipeline
+            return dataset
+
+    exp = tiny_experiment(shapes_dir, max_batches=1, overrides={"data.workers_per_gpu": 1})
+    train_local(exp, Probe)
+    assert seen["worker"] == {min(os.nice(0) + CPU_NICENESS, 19)}
+
+
+def test_check_refuses_a_bad_setting(shapes_dir: Path, tmp_path: Path) -> None:
+    import yaml
+
+    exp = tiny_experiment(shapes_dir, data={"worker_niceness": 40})
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    report = check_experiment(path)
+    assert any("data.worker_niceness must be auto or an integer from 0" in p for p in report.problems), report.problems
