@@ -9,8 +9,9 @@ Determined 0.38.1's public API leaves three gaps; each is bridged here and nowhe
 * **Local resumes restart the batch counter at 0.** On a cluster ``Trainer.fit`` gives the controller the trial's
   ``steps_completed``; locally it passes 0, so periods and the end of training would count from 0 again after
   a resume. Inside :func:`resumed_at`, the wrapped controller is given the checkpoint's count instead.
-* **Local TensorBoard events go to ``./runs/<date>_<host>``.** :func:`set_local_tensorboard_dir` points the local
-  train context at the run's own folder.
+* **Local TensorBoard events go to ``./runs/<date>_<host>``, a relative path.** :func:`set_local_tensorboard_dir`
+  points the local train context at the run's own folder, or makes the default absolute: the writer's thread
+  flushes later, after the working directory may have changed.
 * **Local checkpoints are written in place.** Determined's shared-fs storage writes ``<base>/<uuid>/`` file by
   file, so a kill (or a full disk) mid-write leaves a directory that looks like a checkpoint. Inside
   :func:`atomic_checkpoints`, a checkpoint is written to ``<base>/.partial-<uuid>/`` and renamed to
@@ -23,10 +24,12 @@ one line naming what changed (a newer Determined needs a new release of this pac
 from __future__ import annotations
 
 import contextlib
+import datetime
 import inspect
 import logging
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,12 +144,21 @@ def atomic_checkpoints() -> Iterator[None]:
         shared.SharedFSStorageManager.store_path = original
 
 
-def set_local_tensorboard_dir(context: Any, path: Path) -> None:
-    """Write a local run's TensorBoard events under ``path`` (no effect on a cluster)."""
+def set_local_tensorboard_dir(context: Any, path: Path | None) -> None:
+    """Write a local run's TensorBoard events under ``path`` (no effect on a cluster). ``None``: the usual
+    ``./runs/<date>_<host>``, as an absolute path: the writer's thread flushes later, and a relative path would
+    follow the process's working directory wherever it has moved by then."""
     train = context._core.train
-    if isinstance(train, core.DummyTrainContext):
-        path.mkdir(parents=True, exist_ok=True)
-        train._tbd_directory = path
+    if not isinstance(train, core.DummyTrainContext):
+        return
+    if path is None:
+        if train._tbd_directory is None:  # torch's SummaryWriter would pick runs/<date>_<host>, relative
+            stamp = f"{datetime.datetime.now():%b%d_%H-%M-%S}_{socket.gethostname()}"
+            train._tbd_directory = Path("runs") / stamp
+        train._tbd_directory = Path(train._tbd_directory).absolute()
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    train._tbd_directory = path
 
 
 check()

@@ -165,8 +165,7 @@ def train_local(
             hparams=hparams, exp_conf=conf, distributed=_distributed_context(), **init_kwargs(conf)
         ) as ctx:
             configure_context(ctx, conf)
-            if tensorboard_dir is not None:
-                determined_patches.set_local_tensorboard_dir(ctx, Path(tensorboard_dir))
+            determined_patches.set_local_tensorboard_dir(ctx, Path(tensorboard_dir) if tensorboard_dir else None)
             trial = trial_cls(ctx)
             if progress is not None:
                 progress.set_total(1 if test_mode else getattr(trial, "max_iters", None))

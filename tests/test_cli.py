@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -176,8 +177,9 @@ def test_train_requires_local(capsys: pytest.CaptureFixture) -> None:
 
 @pytest.mark.slow
 def test_train_local_writes_plots_checkpoint_export_and_resumes(
-    shapes_dir: Path, det_local: Path, capsys: pytest.CaptureFixture
+    shapes_dir: Path, det_local: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="model_hub_mmdet")
     exp = tiny_experiment(shapes_dir, model="mask_rcnn", max_batches=2)
     Path("exp.yaml").write_text(yaml.safe_dump(exp))
     assert main(["train", "exp.yaml", "--local", "--out", "out", "--max-batches", "1"]) == 0
@@ -190,6 +192,8 @@ def test_train_local_writes_plots_checkpoint_export_and_resumes(
     width, height = Image.open(Path("out") / "predictions.png").size
     assert width > 3 * height  # several images side by side, not one figure resized by mmdet's drawing
     assert "final validation: bbox_mAP=" in out and "segm_mAP=" in out
+    assert sum(line.startswith("mmdet model: ") for line in out.splitlines()) == 1
+    assert not [r for r in caplog.records if "exported" in r.getMessage()]  # the summary says it, once
     ckpt = next(line.split()[-1] for line in out.splitlines() if line.startswith("checkpoint:"))
     assert main(["train", "exp.yaml", "--local", "--out", "out2", "--resume", ckpt]) == 0
     resumed = json.loads((Path("out2") / "metrics.json").read_text())

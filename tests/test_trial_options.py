@@ -201,3 +201,22 @@ def test_a_subclass_may_override_build_training_data_loader(shapes_dir: Path, de
     assert result.batches_trained == 4
     resumed = train_local(exp, Probe, resume=result.checkpoints[0])  # Determined skips its own loader ahead
     assert resumed.batches_trained == 4 and [t["batches"] for t in resumed.training] == [4]
+
+
+@pytest.mark.slow
+def test_default_tensorboard_folder_is_absolute_under_the_working_directory(
+    shapes_dir: Path, det_local: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's thread flushes after the run: a relative folder would follow a later chdir."""
+    seen = {}
+
+    class Probe(MMDetTrial):
+        def train_batch(self, batch, epoch_idx, batch_idx):
+            seen["tb"] = Path(self.context.get_tensorboard_path())
+            return super().train_batch(batch, epoch_idx, batch_idx)
+
+    work = Path.cwd()
+    train_local(tiny_experiment(shapes_dir, model="retinanet", max_batches=1), Probe)
+    assert seen["tb"].is_absolute() and seen["tb"].parent == work / "runs"
+    monkeypatch.chdir(det_local)
+    assert list(seen["tb"].glob("events.out.tfevents.*"))

@@ -158,5 +158,5 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_path: str | os.PathLike
         atomic_write(config_path_for(out), lambda f: f.write(meta["config"].encode("utf-8")), private=False)
     except OSError as err:
         raise WeightsError(f"cannot write {out}: {err.strerror or err}") from err
-    logger.info("exported %s (%d tensors) and %s", out, len(state), config_path_for(out))
+    logger.debug("exported %s (%d tensors) and %s", out, len(state), config_path_for(out))
     return out
