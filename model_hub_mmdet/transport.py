@@ -12,7 +12,7 @@ process spent ~9 ms per batch in ``next()``, 4 ms of it on the CPU and the rest 
 
 The main process restores both (:func:`unpack_batch`) before anything else sees the batch, so a trial gets the
 batch mmcv's collate made. Large tensors (the images) keep torch's shared memory: copying megabytes through the
-pipe would cost more than one round trip. ``next()`` then takes ~2.5 ms.
+pipe would cost more than one round trip. ``next()`` then takes ~2.1 ms (1.7 ms of CPU).
 """
 
 from __future__ import annotations
