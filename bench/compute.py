@@ -43,12 +43,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_line, markdown_table, median, paired_ratios, write_results  # noqa: E402,I001
 
-import model_hub_mmdet  # noqa: E402,F401  (compat fixes before mmcv/mmdet)
+from model_hub_mmdet import generation  # noqa: E402,I001
+
+generation.setup()  # the generation's fixes before mmcv/mmdet are used; registers s3/gcs
 import torch  # noqa: E402
 
-from model_hub_mmdet.config import build_mmdet_config  # noqa: E402
 from model_hub_mmdet.expconf import load_experiment, local_hparams  # noqa: E402
 from model_hub_mmdet.local import train_local  # noqa: E402
+from model_hub_mmdet.mmdet2.config import build_mmdet_config  # noqa: E402
 
 COCO_CONFIG = "faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py"
 
@@ -61,7 +63,7 @@ class _Stop(Exception):
 def demo_experiment(work: Path, workers: int | None = None) -> dict[str, Any]:
     """examples/shapes/shapes.yaml on generated shapes annotations, images from the fake backend (``workers``:
     data.workers_per_gpu, default the demo's own)."""
-    from model_hub_mmdet.datasets.shapes import make_shapes
+    from model_hub_mmdet.tools.shapes import make_shapes
 
     data = work / "shapes"
     make_shapes(data, train=64, val=2, size=128, seed=0)
@@ -126,8 +128,8 @@ def _data_paths(root: Path, train: str, val: str) -> dict[str, str]:
 def trial_run(exp: dict[str, Any], batches: int, capture: bool = False) -> dict[str, Any]:
     """Train ``batches`` batches through train_local; per-batch end times, and with ``capture`` the unwrapped
     batches, learning rates and losses."""
-    from model_hub_mmdet.data import unwrap_batch
-    from model_hub_mmdet.trial import MMDetTrial
+    from model_hub_mmdet.mmdet2.data import unwrap_batch
+    from model_hub_mmdet.mmdet2.trial import MMDetTrial
 
     out: dict[str, Any] = {"stamps": [], "batches": [], "lrs": [], "losses": []}
 

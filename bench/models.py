@@ -23,11 +23,13 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from helpers import data_overrides, tiny_experiment  # noqa: E402
 
-import model_hub_mmdet  # noqa: E402,F401
-from model_hub_mmdet.config import build_mmdet_config  # noqa: E402
-from model_hub_mmdet.datasets.shapes import make_shapes  # noqa: E402
+from model_hub_mmdet import generation  # noqa: E402,I001
+
+generation.setup()  # the generation's fixes before mmcv/mmdet are used; registers s3/gcs
 from model_hub_mmdet.expconf import load_experiment, local_hparams  # noqa: E402
 from model_hub_mmdet.local import train_local  # noqa: E402
+from model_hub_mmdet.mmdet2.config import build_mmdet_config  # noqa: E402
+from model_hub_mmdet.tools.shapes import make_shapes  # noqa: E402
 
 MODELS = ("faster_rcnn", "mask_rcnn", "retinanet")
 DEMO = "demo"  # examples/shapes: the real demo Mask R-CNN, 128 px images, batch 8
@@ -78,7 +80,7 @@ def plain_seconds_per_batch(exp: dict, batches: int, warmup: int) -> float:
 
 def trial_seconds_per_batch(exp: dict, batches: int, warmup: int) -> float:
     """The full trial; timed between the first and last batch by the trial's own progress callback."""
-    from model_hub_mmdet.trial import MMDetTrial
+    from model_hub_mmdet.mmdet2.trial import MMDetTrial
 
     stamps: list[float] = []
 

@@ -6,7 +6,7 @@ Both sides train the same RetinaNet R18 (tests/mmdet_configs/tiny_retinanet.py o
 images resized to 96 px) on the same shapes dataset, for the same number of batches, with one validation and
 one checkpoint at the end, each in a fresh Python process:
 
-* ``ours``: the ``model-hub-mmdet`` CLI (``model_hub_mmdet.cli.main``, what the console script calls) with
+* ``ours``: the ``model-hub-mmdet`` CLI (``model_hub_mmdet.tools.cli.main``, what the console script calls) with
   ``train EXP --local --max-batches N --validation-period N``, run from the repository root as ``make demo`` is
   (Determined copies that directory, filtered by .detignore, into the checkpoint). The process is started through
   this file so that the extras ``train --local`` adds at the end (metrics.json + curves.png, the native mmdet
@@ -59,7 +59,8 @@ def drive_ours(timings_path: str, cli_args: list[str]) -> int:
     """The CLI, with its end-of-run extras and train_local timed (child process)."""
     start = time.monotonic()
     profile = _start_profile()
-    from model_hub_mmdet import cli, local
+    from model_hub_mmdet import local
+    from model_hub_mmdet.tools import cli
 
     marks: dict[str, Any] = {"start": start}
     spent = dict.fromkeys(EXTRAS, 0.0)
@@ -77,7 +78,8 @@ def drive_ours(timings_path: str, cli_args: list[str]) -> int:
     finish, train_local = cli._finish_run, local.train_local
 
     def finish_run(*args: Any, **kwargs: Any) -> None:
-        from model_hub_mmdet import report, weights
+        from model_hub_mmdet import weights
+        from model_hub_mmdet.tools import report
 
         marks["extras_start"] = time.monotonic()
         report.plot_curves = timed(report.plot_curves, EXTRAS[0])
@@ -91,7 +93,7 @@ def drive_ours(timings_path: str, cli_args: list[str]) -> int:
 
     def train(*args: Any, **kwargs: Any) -> Any:
         marks["train_start"] = time.monotonic()
-        from model_hub_mmdet.trial import MMDetTrial  # imported here, as train_local would: after logging is set
+        from model_hub_mmdet.mmdet2.trial import MMDetTrial  # imported here, as train_local would: after logging is set
 
         MMDetTrial.train_batch = _stamped(MMDetTrial.train_batch, marks)
         try:
@@ -116,13 +118,14 @@ def drive_mmdet(timings_path: str, config_path: str, work_dir: str) -> int:
     profile = _start_profile()
     marks: dict[str, Any] = {"start": start}
     try:
-        import model_hub_mmdet  # noqa: F401,I001  (numpy 2 / torch 2.14 fixes that mmdet 2.28 needs on this stack)
+        from model_hub_mmdet import generation  # noqa: E402,I001
+
+        generation.setup()  # the generation's fixes before mmcv/mmdet are used; registers s3/gcs
         from mmcv import Config
+        from mmcv.runner import IterBasedRunner
         from mmdet.apis import set_random_seed, train_detector
         from mmdet.datasets import build_dataset
         from mmdet.models import build_detector
-
-        from mmcv.runner import IterBasedRunner
 
         IterBasedRunner.train = _stamped(IterBasedRunner.train, marks)  # one call per training iteration
         cfg = Config.fromfile(config_path)
@@ -179,7 +182,7 @@ def write_experiment(work: Path, batches: int, batch_size: int, workers: int, si
     config built from it)."""
     import yaml
 
-    from model_hub_mmdet.datasets.shapes import make_shapes
+    from model_hub_mmdet.tools.shapes import make_shapes
 
     data = work / "data"
     make_shapes(data, train=train, val=val, size=size, seed=0)
@@ -215,9 +218,9 @@ def write_mmdet_config(exp_path: Path, out: Path, batches: int) -> Path:
     validation and one checkpoint after ``batches`` iterations (no ``save_best``: that would write a second one)."""
     from mmcv import Config
 
-    from model_hub_mmdet.config import build_mmdet_config
-    from model_hub_mmdet.config.dump import config_text
     from model_hub_mmdet.expconf import load_experiment, local_hparams
+    from model_hub_mmdet.mmdet2.config import build_mmdet_config
+    from model_hub_mmdet.mmdet2.config.dump import config_text
 
     exp = load_experiment(exp_path)
     hp = local_hparams(exp["hyperparameters"])

@@ -53,9 +53,11 @@ def write_experiment(work: Path, batches: int, train: int, val: int) -> Path:
     """The demo's experiment on generated data, with one checkpoint at the end."""
     import yaml
 
-    import model_hub_mmdet  # noqa: F401
-    from model_hub_mmdet.datasets.shapes import make_shapes
+    from model_hub_mmdet import generation  # noqa: E402,I001
+
+    generation.setup()  # the generation's fixes before mmcv/mmdet are used; registers s3/gcs
     from model_hub_mmdet.expconf import load_experiment
+    from model_hub_mmdet.tools.shapes import make_shapes
 
     data = work / "data"
     make_shapes(data, train=train, val=val, size=128, seed=0)
@@ -107,7 +109,7 @@ class _Reader(threading.Thread):
 
 def soak(exp: Path, work: Path, batches: int, period: int, interval: float) -> dict[str, Any]:
     cli = Path(sys.executable).with_name("model-hub-mmdet")
-    cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "model_hub_mmdet.cli"]
+    cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "model_hub_mmdet.tools.cli"]
     cmd += ["train", str(exp), "--local", "--max-batches", str(batches), "--validation-period", str(period),
             "--out", str(work / "out")]
     env = dict(os.environ, XDG_DATA_HOME=str(work / "xdg"))

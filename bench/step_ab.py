@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compute  # noqa: E402  (its demo experiment; imports model_hub_mmdet first)
 import torch  # noqa: E402
 
-from model_hub_mmdet.data import unwrap_batch  # noqa: E402
 from model_hub_mmdet.local import train_local  # noqa: E402
-from model_hub_mmdet.trial import MMDetTrial  # noqa: E402
+from model_hub_mmdet.mmdet2.data import unwrap_batch  # noqa: E402
+from model_hub_mmdet.mmdet2.trial import MMDetTrial  # noqa: E402
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ any per-read overhead):
 * ``naive s3``: what the old integration did: a new boto3 client (and connection) per image, no cache.
 
 Training-loader rows: disk, s3 cached and gcs cached passes through the loader ``MMDetTrial`` builds
-(``model_hub_mmdet.data.build_train_loader``: group batching, seeded augmentation, mmcv collate, persistent
+(``model_hub_mmdet.mmdet2.data.build_train_loader``: group batching, seeded augmentation, mmcv collate, persistent
 workers, the prefetcher) with the demo's whole training pipeline; one loader per data path, kept for the run.
 
 Both servers run on 127.0.0.1 (moto, fake-gcs-server) behind a proxy process that adds ``--latency-ms`` before
@@ -37,7 +37,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-import model_hub_mmdet  # noqa: E402,F401,I001  (compat fixes before mmcv; registers s3/gcs)
+from model_hub_mmdet import generation  # noqa: E402,I001
+
+generation.setup()  # the generation's fixes before mmcv/mmdet are used; registers s3/gcs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's server starters
@@ -45,9 +47,9 @@ from mmcv.fileio.file_client import BaseStorageBackend, FileClient  # noqa: E402
 from servers import Server, make_bucket, start_fake_gcs, start_moto, start_proxy  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from model_hub_mmdet.backends import normalize_file_client_args  # noqa: E402
-from model_hub_mmdet.backends.prefetch import with_prefetch  # noqa: E402
-from model_hub_mmdet.datasets.shapes import CLASSES, ShapesSpec, make_split  # noqa: E402
+from model_hub_mmdet.storage import normalize_file_client_args  # noqa: E402
+from model_hub_mmdet.storage.prefetch import with_prefetch  # noqa: E402
+from model_hub_mmdet.tools.shapes import CLASSES, ShapesSpec, make_split  # noqa: E402
 
 
 class NaiveS3Backend(BaseStorageBackend):
@@ -102,7 +104,7 @@ class TrialPass:
     mmcv-collated, persistent workers, the storage prefetcher when configured), kept across rounds as in training."""
 
     def __init__(self, dataset, file_client_args: dict, workers: int, batch_size: int) -> None:
-        from model_hub_mmdet.data import build_train_loader
+        from model_hub_mmdet.mmdet2.data import build_train_loader
 
         self.loader = build_train_loader(dataset, batch_size, workers, seed=0, file_client_args=file_client_args)
         self.batches = iter(self.loader)

@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any
 
-from model_hub_mmdet.trial import MMDetTrial
+from model_hub_mmdet.mmdet2.trial import MMDetTrial
 
 
 class TimedTrial(MMDetTrial):

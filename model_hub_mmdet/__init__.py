@@ -1,33 +1,76 @@
-"""model_hub_mmdet: train MMDetection 2.x models on Determined with MMDetection's own config system."""
+"""model_hub_mmdet: train MMDetection models on Determined with MMDetection's own config system.
 
-from model_hub_mmdet import compat
+The package is a generation-neutral core (this folder) plus one adapter per MMDetection generation
+(``mmdet2/`` for MMDetection 2.28, ``mmdet3/`` for 3.3); :mod:`model_hub_mmdet.generation` finds the installed one
+without importing it. ``MMDetTrial`` and ``build_mmdet_config`` are the installed generation's.
 
-compat.apply()  # before mmcv/mmdet are imported anywhere
+Importing the package patches no third-party code. Where a generation is installed it registers the ``s3``,
+``gcs`` and ``fake`` storage backends with that generation's file I/O; the trial, the CLI and the runners apply
+the generation's patches explicitly (``generation.setup()``).
+"""
 
-# Importing these registers the s3/gcs FileClient backends and cached, safe remote-checkpoint loaders.
-from model_hub_mmdet import backends, weights  # noqa: E402
-from model_hub_mmdet.config import build_mmdet_config  # noqa: E402
-from model_hub_mmdet.errors import ConfigError, DataError, UserError, WeightsError  # noqa: E402
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import logging
+import warnings
+from typing import Any
+
+from model_hub_mmdet import _moved, generation
+from model_hub_mmdet.errors import ConfigError, DataError, SetupError, UserError, WeightsError
+
+__version__ = "0.2.0"
 __all__ = [
     "MMDetTrial",
     "build_mmdet_config",
-    "backends",
+    "generation",
+    "storage",
     "weights",
     "ConfigError",
     "DataError",
+    "SetupError",
     "UserError",
     "WeightsError",
     "__version__",
 ]
 
+_moved.install()
 
-def __getattr__(name: str):
-    # MMDetTrial imports determined and torch; load it only when asked for, so the CLI and config tools
-    # start fast and work where determined is not importable.
+
+def _register_backends() -> None:
+    name = generation.installed()
+    if name is None:
+        return
+    # mmcv's import-time noise (its v2.0 banner; torch's CUDA notice when mmcv imports cpp_extension) is kept out
+    # for the duration of this import only: nothing process-wide is changed here.
+    notice = logging.getLogger("torch.utils.cpp_extension")
+    level = notice.level
+    notice.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="On January 1, 2023, MMCV will release v2.0.0")
+            generation.adapter("fileio").register()
+    except ImportError:  # a broken or half-installed generation: the first real use says so in one line
+        return
+    finally:
+        notice.setLevel(level)
+
+
+_register_backends()
+
+
+def build_mmdet_config(hparams: Any, data_config: Any = None, context_dir: Any = ".") -> Any:
+    """The final MMDetection config of experiment ``hyperparameters`` and ``data``, for the installed generation
+    (an ``mmcv.Config`` for 2.x, an ``mmengine.Config`` for 3.x). See ``model_hub_mmdet.mmdet2.config``."""
+    return generation.adapter("config").build_mmdet_config(hparams, data_config, context_dir)
+
+
+def __getattr__(name: str) -> Any:
+    # The trial imports determined, torch and the generation's mmdet: load it only when asked for, so the CLI
+    # and the config tools start fast.
     if name == "MMDetTrial":
-        from model_hub_mmdet.trial import MMDetTrial
+        return generation.adapter("trial").MMDetTrial
+    if name in ("storage", "weights"):
+        import importlib
 
-        return MMDetTrial
+        return importlib.import_module(f"model_hub_mmdet.{name}")
     raise AttributeError(f"module 'model_hub_mmdet' has no attribute {name!r}")

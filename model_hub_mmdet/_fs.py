@@ -5,7 +5,7 @@
 
 * ``weights/``: HTTP(S) downloads (model zoo checkpoints, backbones), see :mod:`model_hub_mmdet.weights.download`;
 * ``storage/``: objects read from S3/GCS, data and ``s3://``/``gs://`` weights alike, see
-  :mod:`model_hub_mmdet.backends.cache` (``data.file_client_args.cache_dir`` moves it).
+  :mod:`model_hub_mmdet.storage.cache` (``data.file_client_args.cache_dir`` moves it).
 
 ``$MODEL_HUB_MMDET_CACHE_DIR`` (deprecated) still names the ``storage/`` directory itself when set.
 """

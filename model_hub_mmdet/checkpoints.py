@@ -63,7 +63,7 @@ def redact_load_data(checkpoint_dir: str | os.PathLike) -> None:
     import json
 
     from model_hub_mmdet._fs import atomic_write
-    from model_hub_mmdet.config.dump import redact
+    from model_hub_mmdet.redact import redact
 
     path = Path(checkpoint_dir) / LOAD_DATA_FILE
     if not path.is_file():

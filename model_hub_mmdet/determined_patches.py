@@ -17,8 +17,19 @@ Determined 0.38.1's public API leaves three gaps; each is bridged here and nowhe
   :func:`atomic_checkpoints`, a checkpoint is written to ``<base>/.partial-<uuid>/`` and renamed to
   ``<base>/<uuid>/`` only once Determined has written its last file (``metadata.json``); a failed write is removed.
 
-:func:`check` runs at import: if the installed Determined no longer has the signatures these rely on, the error is
-one line naming what changed (a newer Determined needs a new release of this package), not a traceback mid-run.
+It also holds every other private Determined name the package uses, so a reader finds them all here:
+
+* ``TrainUnit._from_values``: the harness's conversion of an experiment length (:func:`train_unit_from_values`);
+* ``PyTorchTrialContext._set_default_gradient_compression`` / ``_set_default_average_aggregated_gradients``: the
+  context defaults the harness sets from ``optimizations`` (:func:`set_context_defaults`);
+* ``ClusterInfo.trial._config`` / ``._debug``: the experiment config and debug flag of a cluster task
+  (:func:`cluster_experiment_config`, :func:`cluster_debug`);
+* ``PyTorchTrialContext._aggregation_frequency``, ``_core.train`` and ``DummyTrainContext._tbd_directory``.
+
+Importing this module changes nothing. :func:`apply` (called by ``generation.setup()``, the local runner and the
+cluster entrypoint) runs :func:`check` first: if the installed Determined no longer has the names and signatures
+these rely on, the error is one line naming what changed (a newer Determined needs a new release of this package),
+not a traceback mid-run.
 """
 
 from __future__ import annotations
@@ -63,6 +74,11 @@ def check() -> None:
         "PyTorchTrialContext no longer takes": _takes(pytorch.PyTorchTrialContext.__init__, "aggregation_frequency"),
         "SharedFSStorageManager lacks": [] if hasattr(shared.SharedFSStorageManager, "pre_store_path")
         else ["pre_store_path"],
+        "TrainUnit lacks": [] if hasattr(pytorch.TrainUnit, "_from_values") else ["_from_values"],
+        "PyTorchTrialContext lacks": [
+            n for n in ("_set_default_gradient_compression", "_set_default_average_aggregated_gradients")
+            if not hasattr(pytorch.PyTorchTrialContext, n)
+        ],
     }
     for what, missing in gaps.items():
         if missing:
@@ -92,6 +108,39 @@ class _Controller(_original_controller):  # type: ignore[misc, valid-type]
 def install() -> None:
     """Put the wrapped controller in place (idempotent); ``Trainer.fit`` looks it up at call time."""
     pytorch._PyTorchTrialController = _Controller
+
+
+_checked = False
+
+
+def apply() -> None:
+    """:func:`check` the installed Determined (once), then :func:`install` the controller (idempotent)."""
+    global _checked
+    if not _checked:
+        check()
+        _checked = True
+    install()
+
+
+def train_unit_from_values(**values: Any) -> Any:
+    """``TrainUnit._from_values``: a length (``batches``/``records``/``epochs``) as the harness converts it."""
+    return pytorch.TrainUnit._from_values(**values)
+
+
+def set_context_defaults(context: Any, gradient_compression: bool, average_aggregated_gradients: bool) -> None:
+    """The context defaults the harness sets from ``optimizations`` right after ``pytorch.init``."""
+    context._set_default_gradient_compression(gradient_compression)
+    context._set_default_average_aggregated_gradients(average_aggregated_gradients)
+
+
+def cluster_experiment_config(info: Any) -> dict[str, Any]:
+    """The experiment config of a cluster task (``det.ClusterInfo``), which has no public accessor."""
+    return info.trial._config
+
+
+def cluster_debug(info: Any) -> bool:
+    """Whether the cluster task's experiment asked for debug logging."""
+    return bool(info.trial._debug)
 
 
 def aggregation_frequency(context: Any) -> int:
@@ -160,6 +209,3 @@ def set_local_tensorboard_dir(context: Any, path: Path | None) -> None:
     path.mkdir(parents=True, exist_ok=True)
     train._tbd_directory = path
 
-
-check()
-install()

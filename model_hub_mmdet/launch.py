@@ -58,7 +58,7 @@ def load_trial_class(spec: str, context_dir: str | os.PathLike = ".") -> type:
 
 def _legacy_message(spec: str) -> str | None:
     try:
-        from model_hub_mmdet.migrate import legacy_entrypoint_message
+        from model_hub_mmdet.tools.migrate import legacy_entrypoint_message
     except ImportError:  # pragma: no cover - migrate is part of the package
         return None
     return legacy_entrypoint_message(spec)
@@ -66,11 +66,11 @@ def _legacy_message(spec: str) -> str | None:
 
 def train_unit(length: Length, global_batch_size: int | None) -> Any:
     """A :class:`Length` as Determined's ``TrainUnit``, converted exactly as its harness does (0 -> never)."""
-    from determined import pytorch
-
     if length.unit == "records" and not global_batch_size:
         raise ConfigError("a length in records needs hyperparameters.global_batch_size")
-    return pytorch.TrainUnit._from_values(**length.as_dict(), global_batch_size=global_batch_size)
+    from model_hub_mmdet import determined_patches
+
+    return determined_patches.train_unit_from_values(**length.as_dict(), global_batch_size=global_batch_size)
 
 
 def _global_batch_size(hparams: Mapping[str, Any]) -> int | None:
@@ -85,8 +85,9 @@ def init_kwargs(exp_conf: Mapping[str, Any]) -> dict[str, Any]:
 def configure_context(context: Any, exp_conf: Mapping[str, Any]) -> None:
     """The context defaults the harness sets right after ``pytorch.init``."""
     plan = trainer_plan(exp_conf)
-    context._set_default_gradient_compression(plan.gradient_compression)
-    context._set_default_average_aggregated_gradients(plan.average_aggregated_gradients)
+    from model_hub_mmdet import determined_patches
+
+    determined_patches.set_context_defaults(context, plan.gradient_compression, plan.average_aggregated_gradients)
 
 
 def fit_kwargs(

@@ -34,16 +34,18 @@ def run_on_cluster(info: Any, trial_spec: str | None = None, context_dir: str = 
     """Train the trial of a Determined cluster task described by ``info`` (a ``det.ClusterInfo``)."""
     from determined import pytorch
 
+    from model_hub_mmdet import determined_patches, generation
     from model_hub_mmdet.launch import configure_context, fit_kwargs, init_kwargs, load_trial_class
 
-    exp_conf = info.trial._config
+    generation.setup()
+    exp_conf = determined_patches.cluster_experiment_config(info)
     hparams = info.trial.hparams
     trial_cls = load_trial_class(trial_spec or entrypoint_class(exp_conf.get("entrypoint")), context_dir)
     with pytorch.init(hparams=hparams, exp_conf=exp_conf, **init_kwargs(exp_conf)) as context:
         configure_context(context, exp_conf)
         trial = trial_cls(context)
         if context.distributed.size > 1 and context.distributed.rank != 0:
-            logging.getLogger().setLevel(logging.DEBUG if info.trial._debug else logging.WARNING)
+            logging.getLogger().setLevel(logging.DEBUG if determined_patches.cluster_debug(info) else logging.WARNING)
         trainer = pytorch.Trainer(trial, context)
         trainer.fit(**fit_kwargs(exp_conf, hparams, latest_checkpoint=info.latest_checkpoint))
 
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    from model_hub_mmdet import cli
+    from model_hub_mmdet.tools import cli
 
     trial = ["--trial", args.trial] if args.trial else []
     return cli.main(["train", args.experiment, "--local", *trial, *rest])

@@ -13,8 +13,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from helpers import free_port  # noqa: E402
 from servers import Server, start_fake_gcs, start_moto  # noqa: E402
 
-import model_hub_mmdet  # noqa: E402,F401  (compat fixes before any mmcv import)
-from model_hub_mmdet.datasets.shapes import make_shapes  # noqa: E402
+from model_hub_mmdet import generation  # noqa: E402
+from model_hub_mmdet.tools.shapes import make_shapes  # noqa: E402
+
+if generation.installed():
+    generation.setup()  # the installed generation's fixes, before its tests import mmcv/mmdet
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,11 @@ import yaml
 from helpers import tiny_experiment
 from mmdet.datasets import build_dataset
 
-import model_hub_mmdet.data  # noqa: F401  (installs the annotation check, as the trial's import does)
+import model_hub_mmdet.mmdet2.data  # noqa: F401  (installs the annotation check, as the trial's import does)
 from model_hub_mmdet import build_mmdet_config
-from model_hub_mmdet.cli import main
-from model_hub_mmdet.datasets.annotations import AnnotationError, validate_coco_annotations
 from model_hub_mmdet.errors import DataError
+from model_hub_mmdet.mmdet2.datasets.annotations import AnnotationError, validate_coco_annotations
+from model_hub_mmdet.tools.cli import main
 
 CLASSES = ("rectangle", "ellipse", "triangle")
 GOOD = {

@@ -22,7 +22,8 @@ from mmdet.datasets import build_dataset
 from servers import isolate_cloud_env, make_bucket
 
 from model_hub_mmdet import build_mmdet_config
-from model_hub_mmdet.data import (
+from model_hub_mmdet.errors import ConfigError, DataError
+from model_hub_mmdet.mmdet2.data import (
     SKIPPED_KEY,
     build_train_loader,
     build_val_loader,
@@ -30,8 +31,7 @@ from model_hub_mmdet.data import (
     skipped_samples,
     unwrap_batch,
 )
-from model_hub_mmdet.datasets.robust import BadImageError, BadImagePolicy
-from model_hub_mmdet.errors import ConfigError, DataError
+from model_hub_mmdet.mmdet2.datasets.robust import BadImageError, BadImagePolicy
 
 CORRUPTIONS = {
     "truncated": lambda p: p.write_bytes(p.read_bytes()[:200]),
@@ -297,8 +297,8 @@ def test_the_checks_wrap_mmdet_once() -> None:
     from mmdet.datasets import CocoDataset
     from mmdet.datasets.pipelines import LoadImageFromFile
 
-    from model_hub_mmdet.data import install_checks
-    from model_hub_mmdet.datasets.patching import MARK
+    from model_hub_mmdet.mmdet2.data import install_checks
+    from model_hub_mmdet.mmdet2.datasets.patching import MARK
 
     install_checks()
     install_checks()
@@ -312,7 +312,7 @@ def test_a_local_run_stops_with_one_line_when_too_many_images_are_bad(
 ) -> None:
     import yaml
 
-    from model_hub_mmdet.cli import main
+    from model_hub_mmdet.tools.cli import main
 
     bad = image_file(data_dir, "train", 3)
     CORRUPTIONS["truncated"](bad)  # 1 of 8 images: more than the default 1%
@@ -333,7 +333,7 @@ def test_a_local_run_skips_a_bad_image_and_reports_it_with_the_training_metrics(
 ) -> None:
     import yaml
 
-    from model_hub_mmdet.cli import main
+    from model_hub_mmdet.tools.cli import main
 
     bad = image_file(data_dir, "train", 3)
     CORRUPTIONS["zero_bytes"](bad)

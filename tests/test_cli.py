@@ -13,7 +13,7 @@ import pytest
 import yaml
 from helpers import tiny_experiment
 
-from model_hub_mmdet.cli import main
+from model_hub_mmdet.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 REPO_YAMLS = sorted(
@@ -128,7 +128,7 @@ def test_train_refuses_checkpoints_inside_the_copied_working_directory(
 )
 def test_errors_are_one_line_without_traceback(argv: list[str], message: str, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "model_hub_mmdet.cli", *argv], cwd=tmp_path, capture_output=True, text=True
+        [sys.executable, "-m", "model_hub_mmdet.tools.cli", *argv], cwd=tmp_path, capture_output=True, text=True
     )
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

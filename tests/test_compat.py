@@ -1,4 +1,4 @@
-"""Each fix in ``model_hub_mmdet.compat`` exercised through the code path that needed it.
+"""Each fix in ``model_hub_mmdet.mmdet2.patches`` exercised through the code path that needed it.
 
 Every test also shows, where it can be shown in-process, that the path really fails without the fix, so the
 test cannot pass by accident."""
@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-import model_hub_mmdet  # noqa: F401  (applies the fixes)
-from model_hub_mmdet import compat
-from model_hub_mmdet.datasets.shapes import CLASSES, make_shapes
+from model_hub_mmdet import generation
+from model_hub_mmdet.mmdet2 import patches as compat
+from model_hub_mmdet.tools.shapes import CLASSES, make_shapes
+
+generation.setup()  # applies the fixes
 
 
 # ------------------------------------------------------------------------------------------ numpy 2 aliases
@@ -180,7 +182,7 @@ def test_plain_mmcv_import_does_print_the_banner() -> None:
 _EVALUATE_THEN_WARN = """
 import sys, warnings
 import numpy as np, pycocotools.mask as mask_util
-import model_hub_mmdet.evaluation  # applies the fix
+from model_hub_mmdet import generation; generation.setup()  # applies the fixes
 from mmdet.datasets import CocoDataset, coco
 if sys.argv[2] == "unfixed":
     coco.warnings = warnings

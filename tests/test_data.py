@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmcv.parallel import DataContainer
 
-from model_hub_mmdet.data import (
+from model_hub_mmdet.mmdet2.data import (
     GroupBatchSampler,
     IndexedDataset,
     ResumableBatchSampler,

@@ -26,7 +26,8 @@ def test_two_processes_train_and_evaluate_each_image_once(shapes_dir: Path, det_
         INTER_TRAIN_PROCESS_COMM_PORT_2=str(free_port()),
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "model_hub_mmdet.cli", "train", "exp.yaml", "--local", "--nproc", "2", "--out", "out"],
+        [sys.executable, "-m", "model_hub_mmdet.tools.cli", "train", "exp.yaml", "--local", "--nproc", "2",
+         "--out", "out"],
         cwd=det_local / "work",
         env=env,
         capture_output=True,

@@ -20,9 +20,9 @@ from helpers import tiny_experiment
 from probe_models import PROBE_OVERRIDES
 
 from model_hub_mmdet import checkpoints
-from model_hub_mmdet.datasets.shapes import make_shapes
 from model_hub_mmdet.finite import NonFiniteError
 from model_hub_mmdet.local import train_local
+from model_hub_mmdet.tools.shapes import make_shapes
 
 TESTS = Path(__file__).resolve().parent
 pytestmark = pytest.mark.slow
@@ -79,7 +79,7 @@ def _write_experiment(tmp: Path, exp: dict[str, Any]) -> Path:
 
 def _cli(args: list[str], cwd: Path, **popen: Any) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{cwd}"}
-    return subprocess.Popen([sys.executable, "-m", "model_hub_mmdet.cli", *args], cwd=cwd, env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "model_hub_mmdet.tools.cli", *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
 
 
@@ -122,7 +122,7 @@ def test_kill_during_a_checkpoint_write_then_auto_resume_matches_an_uninterrupte
     assert whole.wait(timeout=600) == 0, whole.stderr.read()[-2000:]
 
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{work}", "KILL_DURING_CHECKPOINT": "1"}
-    killed = subprocess.run([sys.executable, "-m", "model_hub_mmdet.cli", *common, "--out", str(work / "run")],
+    killed = subprocess.run([sys.executable, "-m", "model_hub_mmdet.tools.cli", *common, "--out", str(work / "run")],
                             cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL
     storage = checkpoints.local_storage_dir()
@@ -131,7 +131,7 @@ def test_kill_during_a_checkpoint_write_then_auto_resume_matches_an_uninterrupte
     logged = [json.loads(line) for line in (work / "run" / checkpoints.RUN_LOG).read_text().splitlines()]
     assert [e["batches"] for e in logged] == [2]
 
-    bad = subprocess.run([sys.executable, "-m", "model_hub_mmdet.cli", *common, "--resume", str(partial[0])],
+    bad = subprocess.run([sys.executable, "-m", "model_hub_mmdet.tools.cli", *common, "--resume", str(partial[0])],
                          cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and "not a complete checkpoint" in bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
@@ -188,7 +188,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_earlier_ones(four
         path = _write_experiment(work, exp)
         env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{work}", "XDG_DATA_HOME": str(xdg)}
         proc = subprocess.run(
-            [sys.executable, "-m", "model_hub_mmdet.cli", "train", str(path), "--local", "--trial",
+            [sys.executable, "-m", "model_hub_mmdet.tools.cli", "train", str(path), "--local", "--trial",
              "filler:FillingTrial", "--out", str(work / "run")],
             cwd=work, env=env, capture_output=True, text=True, timeout=600,
         )

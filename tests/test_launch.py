@@ -261,7 +261,7 @@ def test_cli_train_local_test_flag(shapes_dir: Path, det_local: Path, capsys) ->
 
 
 def test_partial_validation_outside_test_mode_is_refused() -> None:
-    from model_hub_mmdet.evaluation import PredictionGatherer
+    from model_hub_mmdet.mmdet2.evaluation import PredictionGatherer
 
     gatherer = PredictionGatherer(lambda results, indices=None: {"n": len(results)}, dataset_size=3)
     with pytest.raises(RuntimeError, match="covered 2 of 3 images"):
@@ -276,7 +276,7 @@ def test_evaluation_subset_scores_only_the_covered_images(shapes_dir: Path, metr
     import pycocotools.mask as mask_util
     from mmdet.datasets import build_dataset
 
-    from model_hub_mmdet.evaluation import evaluate_predictions, evaluation_subset
+    from model_hub_mmdet.mmdet2.evaluation import evaluate_predictions, evaluation_subset
 
     ds = build_dataset(dict(type="CocoDataset", classes=("rectangle", "ellipse", "triangle"), pipeline=[],
                             test_mode=True, ann_file=str(shapes_dir / "annotations/val.json"),
@@ -309,7 +309,7 @@ def test_evaluation_subset_scores_only_the_covered_images(shapes_dir: Path, metr
 def test_gradient_accumulation_equals_one_large_batch(tmp_path_factory, det_local: Path) -> None:
     from probe_models import PROBE_OVERRIDES
 
-    from model_hub_mmdet.datasets.shapes import make_shapes
+    from model_hub_mmdet.tools.shapes import make_shapes
 
     data = tmp_path_factory.mktemp("four")
     make_shapes(data, train=4, val=2, size=64, seed=3)

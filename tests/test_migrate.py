@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from model_hub_mmdet.cli import main
 from model_hub_mmdet.errors import ConfigError
 from model_hub_mmdet.experiment_schema import schema_problems
-from model_hub_mmdet.migrate import (
+from model_hub_mmdet.tools.cli import main
+from model_hub_mmdet.tools.migrate import (
     NEW_ENTRYPOINT,
     legacy_entrypoint_message,
     legacy_warnings,

@@ -22,12 +22,12 @@ from helpers import tiny_experiment
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import model_hub_mmdet.data  # noqa: F401  (installs the image and annotation checks)
+import model_hub_mmdet.mmdet2.data  # noqa: F401  (installs the image and annotation checks)
 from model_hub_mmdet import build_mmdet_config
-from model_hub_mmdet.cli import main
-from model_hub_mmdet.datasets.annotations import validate_coco_annotations
-from model_hub_mmdet.datasets.robust import BadImageError, BadImagePolicy
 from model_hub_mmdet.errors import UserError
+from model_hub_mmdet.mmdet2.datasets.annotations import validate_coco_annotations
+from model_hub_mmdet.mmdet2.datasets.robust import BadImageError, BadImagePolicy
+from model_hub_mmdet.tools.cli import main
 
 # Crashes these tests found are fixed; the inputs that found them are pinned at the end. A new one goes here
 # as (exception type, file it was raised from, text of its message) with a strict xfail until it is fixed.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model_hub_mmdet.report import shown_detections
+from model_hub_mmdet.tools.report import shown_detections
 
 
 def test_shown_detections_threshold_and_cross_class_merge() -> None:

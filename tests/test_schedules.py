@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from model_hub_mmdet.errors import ConfigError
-from model_hub_mmdet.schedules import Schedule, available_policies, build_schedule, hook_type_for
+from model_hub_mmdet.mmdet2.schedules import Schedule, available_policies, build_schedule, hook_type_for
 
 ITERS_PER_EPOCH = 5
 EPOCHS = 4

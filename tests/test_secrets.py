@@ -18,7 +18,7 @@ import yaml
 from helpers import tiny_experiment
 from servers import isolate_cloud_env, make_bucket
 
-from model_hub_mmdet.cli import main
+from model_hub_mmdet.tools.cli import main
 
 
 def _secret(tag: str) -> str:

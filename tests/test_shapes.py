@@ -1,4 +1,4 @@
-"""The embedded shapes dataset (``model_hub_mmdet.datasets.shapes``) and the demo config that learns it
+"""The embedded shapes dataset (``model_hub_mmdet.tools.shapes``) and the demo config that learns it
 (``examples/shapes/mask_rcnn_shapes.py``)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import model_hub_mmdet  # noqa: F401  (compat fixes before mmcv/mmdet)
-from model_hub_mmdet.datasets.shapes import (
+from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.tools.shapes import (
     CLASSES,
     MIN_PIXELS,
     SPLIT_SEED_OFFSET,
@@ -22,7 +22,6 @@ from model_hub_mmdet.datasets.shapes import (
     make_shapes,
     render_image,
 )
-from model_hub_mmdet.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "examples" / "shapes" / "mask_rcnn_shapes.py"
@@ -208,7 +207,7 @@ def test_bad_options_raise_config_error(tmp_path, kwargs, needle):
 
 def _demo_config(data_dir: Path, **overrides):
     """The demo config through the library's own pipeline, pointed at ``data_dir``."""
-    from model_hub_mmdet.config import build_mmdet_config
+    from model_hub_mmdet.mmdet2.config import build_mmdet_config
 
     paths = {}
     for split, folder in (("train", "train"), ("val", "val"), ("test", "val")):

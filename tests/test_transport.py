@@ -16,8 +16,8 @@ from mmdet.datasets import build_dataset
 from torch.utils.data import DataLoader
 
 from model_hub_mmdet import build_mmdet_config
-from model_hub_mmdet.data import build_train_loader, build_val_loader, collate_fn
-from model_hub_mmdet.transport import INLINE_BYTES, InlineTensor, PackedMasks, pack_batch, unpack_batch
+from model_hub_mmdet.mmdet2.data import build_train_loader, build_val_loader, collate_fn
+from model_hub_mmdet.mmdet2.transport import INLINE_BYTES, InlineTensor, PackedMasks, pack_batch, unpack_batch
 
 
 def mask_rcnn_datasets(root: Path) -> tuple:

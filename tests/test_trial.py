@@ -72,7 +72,7 @@ def test_lr_follows_schedule_and_clipping_reports_grad_norm(shapes_dir: Path, de
 def test_global_batch_size_sets_per_slot_batch(shapes_dir: Path, det_local: Path) -> None:
     # 8 training images, batches of 4 -> an epoch is 2 batches: the trial's epoch length must say so.
     from model_hub_mmdet.local import _recorder_trial
-    from model_hub_mmdet.trial import MMDetTrial
+    from model_hub_mmdet.mmdet2.trial import MMDetTrial
 
     seen = {}
 
@@ -90,7 +90,7 @@ def test_global_batch_size_sets_per_slot_batch(shapes_dir: Path, det_local: Path
 
 
 def test_training_workers_stop_before_the_final_validation(shapes_dir: Path, det_local: Path) -> None:
-    from model_hub_mmdet.trial import MMDetTrial
+    from model_hub_mmdet.mmdet2.trial import MMDetTrial
 
     workers: list = []
     seen: list[tuple[int, list[bool], bool]] = []
@@ -115,7 +115,7 @@ def test_training_workers_stop_before_the_final_validation(shapes_dir: Path, det
 
 
 def test_training_continues_the_same_batches_after_its_workers_stop(shapes_dir: Path, det_local: Path) -> None:
-    from model_hub_mmdet.trial import MMDetTrial
+    from model_hub_mmdet.mmdet2.trial import MMDetTrial
 
     def files(release_at: int | None) -> list[list[str]]:
         seen: list[list[str]] = []

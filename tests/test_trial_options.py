@@ -13,7 +13,7 @@ from helpers import data_overrides, tiny_experiment
 from model_hub_mmdet.errors import ConfigError
 from model_hub_mmdet.expconf import local_hparams, searcher_length
 from model_hub_mmdet.local import _recorder_trial, train_local
-from model_hub_mmdet.trial import MMDetTrial
+from model_hub_mmdet.mmdet2.trial import MMDetTrial
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,7 @@ def test_empty_predictions_report_zero_for_each_expected_metric(shapes_dir: Path
     import numpy as np
     from mmdet.datasets import build_dataset
 
-    from model_hub_mmdet.evaluation import evaluate_predictions
+    from model_hub_mmdet.mmdet2.evaluation import evaluate_predictions
 
     ds = build_dataset(
         dict(type="CocoDataset", classes=("rectangle", "ellipse", "triangle"), pipeline=[], test_mode=True,
@@ -178,7 +178,7 @@ class _OwnLoaderTrial(MMDetTrial):
     def build_training_data_loader(self):
         from determined import pytorch as det_pytorch
 
-        from model_hub_mmdet.data import collate_fn
+        from model_hub_mmdet.mmdet2.data import collate_fn
 
         return det_pytorch.DataLoader(self.train_dataset, batch_size=self.per_slot_batch_size, shuffle=True,
                                       collate_fn=collate_fn(self.per_slot_batch_size), num_workers=0)

@@ -10,11 +10,11 @@ import torch
 from helpers import tiny_experiment
 from mmcv.parallel import DataContainer
 
-from model_hub_mmdet.check import check_experiment
-from model_hub_mmdet.data import build_train_loader, build_val_loader
 from model_hub_mmdet.errors import ConfigError
 from model_hub_mmdet.local import train_local
-from model_hub_mmdet.trial import MMDetTrial
+from model_hub_mmdet.mmdet2.data import build_train_loader, build_val_loader
+from model_hub_mmdet.mmdet2.trial import MMDetTrial
+from model_hub_mmdet.tools.check import check_experiment
 from model_hub_mmdet.workers import CPU_NICENESS, worker_niceness
 
 

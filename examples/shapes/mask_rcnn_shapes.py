@@ -1,7 +1,7 @@
-# A small Mask R-CNN that learns the synthetic shapes dataset (model_hub_mmdet.datasets.shapes) from scratch on
+# A small Mask R-CNN that learns the synthetic shapes dataset (model_hub_mmdet.tools.shapes) from scratch on
 # the CPU in minutes. Self-contained on purpose: `_base_` paths are relative to this file, and nothing here may
 # depend on where mmdet is installed. Generate the data first:
-#     python -c "from model_hub_mmdet.datasets.shapes import make_shapes; make_shapes('data/shapes')"
+#     python -c "from model_hub_mmdet.tools.shapes import make_shapes; make_shapes('data/shapes')"
 # Measurements behind every number below: bench/demo_tuning.md.
 
 classes = ('rectangle', 'ellipse', 'triangle')

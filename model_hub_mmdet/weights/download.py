@@ -11,13 +11,13 @@ change: their name carries their hash):
   cache entry; the first downloads into ``<entry>.part`` and publishes with an atomic rename, the others wait and
   then find the file. A reader never sees a half-written file.
 * **Resume and retry.** A dropped connection, a 5xx or a 429 is retried with the storage backends' policy
-  (:class:`~model_hub_mmdet.backends.retry.RetryPolicy`: jittered exponential backoff, here from 1 s up to
+  (:class:`~model_hub_mmdet.storage.retry.RetryPolicy`: jittered exponential backoff, here from 1 s up to
   ``MAX_BACKOFF_S``; ``$MODEL_HUB_MMDET_DOWNLOAD_RETRIES`` retries after the first attempt, default 5) and resumed
   with a ``Range`` request from the bytes already in ``.part`` (also those left by a killed process).
 * **Hash check.** When an expected sha256 prefix is given (zoo files), the finished file must match it, or it is
   deleted and :class:`~model_hub_mmdet.errors.WeightsError` names both hashes.
 
-**S3 and GCS** go through the same backends as the data (:mod:`model_hub_mmdet.backends`): the same client
+**S3 and GCS** go through the same backends as the data (:mod:`model_hub_mmdet.storage`): the same client
 settings, retry policy, error messages and cache (``storage/`` under the root; files there are never evicted).
 The object's ETag (S3) or generation (GCS) is part of the cache entry, so an overwritten object is fetched again.
 The settings, so that weights on MinIO behave like data on MinIO:
@@ -54,11 +54,11 @@ from urllib.parse import urlsplit
 from filelock import FileLock
 
 from model_hub_mmdet._fs import CACHE_ENV, cache_root
-from model_hub_mmdet.backends.base import ObjectStoreBackend
-from model_hub_mmdet.backends.gcs import GCSBackend
-from model_hub_mmdet.backends.retry import RETRY, RetryPolicy
-from model_hub_mmdet.backends.s3 import S3Backend
 from model_hub_mmdet.errors import DataError, WeightsError
+from model_hub_mmdet.storage.base import ObjectStoreBackend
+from model_hub_mmdet.storage.gcs import GCSBackend
+from model_hub_mmdet.storage.retry import RETRY, RetryPolicy
+from model_hub_mmdet.storage.s3 import S3Backend
 
 logger = logging.getLogger("model_hub_mmdet")
 

@@ -2,7 +2,7 @@
 
 Trust follows where a file comes from. Downloads from the internet (model zoo, ``http(s)://``, ``torchvision://``,
 ``open-mmlab://``) are loaded only with ``torch.load(weights_only=True)``: tensors, numbers, strings and containers,
-plus the numpy scalars/arrays mmdet's ``meta`` can hold (allow-listed by :mod:`model_hub_mmdet.compat`), never
+plus the numpy scalars/arrays mmdet's ``meta`` can hold (allow-listed by :mod:`model_hub_mmdet.mmdet2.patches`), never
 arbitrary pickled objects. The user's own files (local paths, their ``s3://``/``gs://`` buckets) are tried the
 same way first and only fall back to a full unpickle, with a warning, when they hold something more.
 """
@@ -20,6 +20,7 @@ from typing import Any, Callable, Union
 
 import torch
 
+from model_hub_mmdet import generation
 from model_hub_mmdet.checkpoints import STATE_FILE, is_checkpoint_dir, state_file
 from model_hub_mmdet.errors import ConfigError, WeightsError
 from model_hub_mmdet.weights import zoo
@@ -198,9 +199,8 @@ def resolve_weights(
         url = zoo.openmmlab_url(rest)
         if url.startswith(("http://", "https://")):
             return WeightsSource(spec, _download(url), trusted=False)
-        from mmcv.runner.checkpoint import _get_mmcv_home
-
-        return WeightsSource(spec, _local_path(os.path.join(_get_mmcv_home(), url), context_dir), trusted=True)
+        home = generation.adapter("checkpoint_schemes").openmmlab_home()
+        return WeightsSource(spec, _local_path(os.path.join(home, url), context_dir), trusted=True)
     if scheme == "mmcls":
         return WeightsSource(spec, _download(zoo.mmcls_url(rest)), trusted=False)
     raise ConfigError(

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import yaml
 
+from model_hub_mmdet import generation
 from model_hub_mmdet.errors import ConfigError, WeightsError
+from model_hub_mmdet.generation import relative_after_configs
 
 logger = logging.getLogger("model_hub_mmdet")
 
@@ -121,9 +123,7 @@ def zoo_index(configs_dir: str | os.PathLike | None = None) -> dict[str, ZooEntr
     """Every config with a zoo checkpoint -> its :class:`ZooEntry`, keyed by path relative to ``configs_dir``
     (default: mmdet's bundled configs), plus the entries of ``$MODEL_HUB_MMDET_ZOO_INDEX`` metafiles."""
     if configs_dir is None:
-        from model_hub_mmdet.config import bundled_config_dir
-
-        configs_dir = bundled_config_dir()
+        configs_dir = _bundled_configs()
     root = Path(configs_dir).resolve()
     index = dict(_bundled_index(str(root)))
     index.update((e.config, e) for e in _extra_entries(os.environ.get(ZOO_INDEX_ENV, ""), root))
@@ -133,10 +133,8 @@ def zoo_index(configs_dir: str | os.PathLike | None = None) -> dict[str, ZooEntr
 def config_key(config_path: str | os.PathLike, configs_dir: str | os.PathLike | None = None) -> str:
     """The zoo key of a config file: its path relative to mmdet's bundled configs dir, or else the part after
     the last ``configs/`` directory (a config from an MMDetection checkout), or else its file name."""
-    from model_hub_mmdet.config.resolve import bundled_config_dir, relative_after_configs
-
     path = Path(config_path).resolve()
-    root = Path(configs_dir if configs_dir is not None else bundled_config_dir()).resolve()
+    root = Path(configs_dir if configs_dir is not None else _bundled_configs()).resolve()
     if path.is_relative_to(root):
         return str(path.relative_to(root))
     return relative_after_configs(path) or path.name
@@ -167,6 +165,13 @@ def zoo_entry_for_config(config_path: str | os.PathLike | None) -> ZooEntry:
     )
 
 
+def _bundled_configs() -> Path:
+    found = generation.bundled_config_dir()
+    if found is None:
+        raise WeightsError("use_pretrained: MMDetection is not installed, so its model zoo index is not either")
+    return found
+
+
 def _lookup(urls: dict[str, str], name: str, uri: str, missing: str, suggest: bool = True) -> str:
     """``urls[name]``; else a WeightsError "``uri`` ``missing``", naming the closest names when ``suggest``."""
     if name in urls:
@@ -179,8 +184,7 @@ def _lookup(urls: dict[str, str], name: str, uri: str, missing: str, suggest: bo
 def torchvision_url(name: str) -> str:
     """URL of a ``torchvision://NAME`` backbone (``resnet50``, ``resnet50.imagenet1k_v1``,
     ``ResNet50_Weights.IMAGENET1K_V1``), from the URL table mmcv builds out of the installed torchvision."""
-    from mmcv.runner.checkpoint import get_torchvision_models
-
+    get_torchvision_models = generation.adapter("checkpoint_schemes").torchvision_models
     key = name.lower().replace("_weights", "")
     return _lookup(get_torchvision_models(), key, f"torchvision://{name}", "is not a torchvision model with weights")
 
@@ -188,9 +192,9 @@ def torchvision_url(name: str) -> str:
 def openmmlab_url(name: str) -> str:
     """URL (or path under ``$MMCV_HOME``) of an ``open-mmlab://NAME`` backbone, from mmcv's table plus the user's
     ``$MMCV_HOME/open_mmlab.json``; deprecated names are followed to their replacement, as mmcv does."""
-    from mmcv.runner.checkpoint import get_deprecated_model_names, get_external_models
-
-    renamed = get_deprecated_model_names()
+    tables = generation.adapter("checkpoint_schemes")
+    get_external_models = tables.external_models
+    renamed = tables.deprecated_model_names()
     if name in renamed:
         logger.warning("open-mmlab://%s is deprecated in favour of open-mmlab://%s", name, renamed[name])
         name = renamed[name]
@@ -199,6 +203,5 @@ def openmmlab_url(name: str) -> str:
 
 def mmcls_url(name: str) -> str:
     """URL of an ``mmcls://NAME`` backbone, from mmcv's mmcls table."""
-    from mmcv.runner.checkpoint import get_mmcls_models
-
+    get_mmcls_models = generation.adapter("checkpoint_schemes").mmcls_models
     return _lookup(get_mmcls_models(), name, f"mmcls://{name}", "is not in mmcv's mmcls model table", suggest=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from servers import FaultProxy, Server, isolate_cloud_env, make_bucket
 
-import model_hub_mmdet.backends  # noqa: F401  (registers s3/gcs with mmcv even before the package does)
+import model_hub_mmdet  # noqa: F401  (registers s3/gcs with the installed generation's file I/O)
 
 _names = itertools.count()
 

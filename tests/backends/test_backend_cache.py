@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from model_hub_mmdet._fs import atomic_write
-from model_hub_mmdet.backends.cache import ObjectCache, default_cache_dir, entry_name
+from model_hub_mmdet.storage.cache import ObjectCache, default_cache_dir, entry_name
 from model_hub_mmdet.weights.download import cache_dir as weights_cache_dir
 
 

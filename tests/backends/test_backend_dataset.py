@@ -10,9 +10,9 @@ import pytest
 from mmcv import FileClient
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
-from model_hub_mmdet.backends import normalize_file_client_args
-from model_hub_mmdet.backends.prefetch import PrefetchBatchSampler, Prefetcher, sample_paths, with_prefetch
-from model_hub_mmdet.datasets.shapes import CLASSES
+from model_hub_mmdet.storage import normalize_file_client_args
+from model_hub_mmdet.storage.prefetch import PrefetchBatchSampler, Prefetcher, sample_paths, with_prefetch
+from model_hub_mmdet.tools.shapes import CLASSES
 
 
 def coco_dataset(root: str, split: str, file_client_args: dict | None):

@@ -15,9 +15,9 @@ import yaml
 from helpers import tiny_experiment
 from mmcv import FileClient
 
-from model_hub_mmdet.backends import fake
-from model_hub_mmdet.backends.fake import STOCK_SIZE, FakeBackend, image_sizes, is_image_path, size_of, stock_image
 from model_hub_mmdet.errors import ConfigError, DataError
+from model_hub_mmdet.storage import fake
+from model_hub_mmdet.storage.fake import STOCK_SIZE, FakeBackend, image_sizes, is_image_path, size_of, stock_image
 
 CLASSES = ("rectangle", "ellipse", "triangle")
 
@@ -148,7 +148,7 @@ def test_backend_travels_to_spawned_workers(annotations_only: Path, monkeypatch:
 def test_dataset_and_pipeline_use_it_through_file_client_args(annotations_only: Path) -> None:
     from mmdet.datasets import build_dataset
 
-    from model_hub_mmdet.config import build_mmdet_config
+    from model_hub_mmdet.mmdet2.config import build_mmdet_config
 
     exp = tiny_experiment(annotations_only, model="mask_rcnn", data={"file_client_args": {"backend": "fake"}})
     cfg = build_mmdet_config(exp["hyperparameters"], exp["data"])
@@ -165,7 +165,7 @@ def test_coco_mask_rcnn_pipeline_runs_on_fake_images(tmp_path: Path) -> None:
     # of another size would break Pad; COCO's class names, sizes of COCO images.
     from mmdet.datasets import build_dataset
 
-    from model_hub_mmdet.config import build_mmdet_config
+    from model_hub_mmdet.mmdet2.config import build_mmdet_config
 
     ann = write_annotations(tmp_path, "train", [(640, 427), (500, 375), (427, 640)], classes=("person", "car"))
     hparams = {"global_batch_size": 2, "config_file": "mask_rcnn/mask_rcnn_r50_fpn_1x_coco.py",
@@ -179,7 +179,7 @@ def test_coco_mask_rcnn_pipeline_runs_on_fake_images(tmp_path: Path) -> None:
 
 
 def test_check_accepts_the_fake_backend(annotations_only: Path, tmp_path: Path, capsys) -> None:
-    from model_hub_mmdet.cli import main
+    from model_hub_mmdet.tools.cli import main
 
     exp = tiny_experiment(annotations_only, model="mask_rcnn", data={"file_client_args": {"backend": "fake"}})
     (tmp_path / "fake.yaml").write_text(yaml.safe_dump(exp))

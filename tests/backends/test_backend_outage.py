@@ -14,10 +14,10 @@ from helpers import tiny_experiment
 from probe_models import PROBE_OVERRIDES
 
 from model_hub_mmdet import checkpoints
-from model_hub_mmdet.datasets.shapes import make_shapes
 from model_hub_mmdet.errors import DataError
 from model_hub_mmdet.local import train_local
-from model_hub_mmdet.trial import MMDetTrial
+from model_hub_mmdet.mmdet2.trial import MMDetTrial
+from model_hub_mmdet.tools.shapes import make_shapes
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import pickle
 import pytest
 from mmcv import FileClient
 
-from model_hub_mmdet.backends import GCSBackend, S3Backend, normalize_file_client_args, parse_size
 from model_hub_mmdet.errors import ConfigError, DataError
+from model_hub_mmdet.storage import GCSBackend, S3Backend, normalize_file_client_args, parse_size
 
 
 def test_registered_by_name_and_uri_prefix(tmp_path):

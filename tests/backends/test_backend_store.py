@@ -14,8 +14,8 @@ import torch
 from mmcv import FileClient
 from servers import CUT_BODY, make_bucket, moto_iam_user, start_fake_gcs, start_moto
 
-from model_hub_mmdet.backends import ObjectCache, normalize_file_client_args
 from model_hub_mmdet.errors import DataError
+from model_hub_mmdet.storage import ObjectCache, normalize_file_client_args
 
 
 def test_get_text_uri_and_local_path(store):
@@ -220,7 +220,7 @@ def test_eviction_keeps_the_cache_under_its_size(store):
 def test_known_entries_are_forgotten_when_another_process_evicts(store, monkeypatch):
     """The prefetcher asks ``cached`` for every sample of every epoch; the answer is remembered until an
     eviction anywhere in the cache."""
-    from model_hub_mmdet.backends import base
+    from model_hub_mmdet.storage import base
 
     monkeypatch.setattr(base, "_RECHECK_EVICTIONS", 0.0)  # look at the eviction count on every call
     backend = store.backend()
@@ -314,8 +314,8 @@ def test_gcs_without_credentials_is_a_clear_error(tmp_path, monkeypatch):
 def test_gcs_anonymous_reads_need_no_credentials(tmp_path, monkeypatch):
     from google.auth.credentials import AnonymousCredentials
 
-    from model_hub_mmdet.backends import GCSBackend
     from model_hub_mmdet.errors import ConfigError
+    from model_hub_mmdet.storage import GCSBackend
 
     bad = tmp_path / "adc.json"
     bad.write_text("{}")  # not a credentials file: no Application Default Credentials

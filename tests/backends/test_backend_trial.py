@@ -57,11 +57,11 @@ def test_trial_prefetches_its_images_ahead_of_the_loader(store, shapes_dir, det_
 
     from mmdet.datasets import build_dataset
 
-    from model_hub_mmdet.backends import object_backend
-    from model_hub_mmdet.backends.prefetch import PrefetchBatchSampler
-    from model_hub_mmdet.config import build_mmdet_config
-    from model_hub_mmdet.data import build_train_loader
     from model_hub_mmdet.expconf import local_hparams
+    from model_hub_mmdet.mmdet2.config import build_mmdet_config
+    from model_hub_mmdet.mmdet2.data import build_train_loader
+    from model_hub_mmdet.storage import object_backend
+    from model_hub_mmdet.storage.prefetch import PrefetchBatchSampler
 
     store.backend().upload_dir(shapes_dir, store.uri("shapes"))
     args = dict(store.args, prefetch=8, prefetch_threads=4)

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-import model_hub_mmdet  # noqa: F401  (applies compat before mmcv is imported)
-from model_hub_mmdet.datasets.shapes import make_shapes
+from model_hub_mmdet.tools.shapes import make_shapes
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ import pytest
 from cfgtest_utils import FASTER_RCNN, MASK_RCNN
 from mmcv import Config
 
-from model_hub_mmdet.config import build_mmdet_config, config_text, dump_config, redact
-from model_hub_mmdet.config.dump import REDACTED
+from model_hub_mmdet.mmdet2.config import build_mmdet_config, config_text, dump_config, redact
+from model_hub_mmdet.mmdet2.config.dump import REDACTED
 
 SECRETS = {
     "backend": "s3",

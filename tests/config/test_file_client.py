@@ -12,8 +12,8 @@ from cfgtest_utils import FASTER_RCNN, LOADING_TYPES, loading_steps_anywhere, sh
 from mmcv import FileClient
 from mmcv.fileio.file_client import BaseStorageBackend
 
-from model_hub_mmdet.config import build_mmdet_config, substitute_file_client_args
 from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.mmdet2.config import build_mmdet_config, substitute_file_client_args
 
 S3 = {"backend": "s3", "bucket_name": "b"}
 
@@ -193,7 +193,8 @@ def test_args_of_the_same_backend_merge_and_of_another_replace(tmp_path: Path) -
 
 def test_object_store_args_reach_mmcv_in_the_form_it_accepts(tmp_path: Path) -> None:
     """``prefix`` (a key prefix for the s3/gcs backends) would be a URI scheme to mmcv's FileClient."""
-    from model_hub_mmdet.backends import S3Backend, register
+    from model_hub_mmdet.mmdet2.fileio import register
+    from model_hub_mmdet.storage import S3Backend
 
     register()
     args = {"backend": "s3", "bucket_name": "b", "prefix": "datasets/v2", "cache_dir": str(tmp_path / "cache")}
@@ -205,7 +206,7 @@ def test_object_store_args_reach_mmcv_in_the_form_it_accepts(tmp_path: Path) -> 
 
 
 def test_uri_data_paths_select_their_backend_without_file_client_args() -> None:
-    from model_hub_mmdet.config import build_mmdet_config
+    from model_hub_mmdet.mmdet2.config import build_mmdet_config
 
     root = "s3://bucket/coco/"
     overrides = {

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from cfgtest_utils import FASTER_RCNN, shapes_data, walk
 
-from model_hub_mmdet.config import build_mmdet_config, evaluate_kwargs, split_evaluation_cfg
-from model_hub_mmdet.config.finalize import EVAL_HOOK_KEYS
+from model_hub_mmdet.mmdet2.config import build_mmdet_config, evaluate_kwargs, split_evaluation_cfg
+from model_hub_mmdet.mmdet2.config.finalize import EVAL_HOOK_KEYS
 
 HOOK_ONLY = {
     "interval": 2,

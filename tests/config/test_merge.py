@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cfgtest_utils import FASTER_RCNN
 
-from model_hub_mmdet.config import build_mmdet_config, load_config, merge_config_file, resolve_config_path
 from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.mmdet2.config import build_mmdet_config, load_config, merge_config_file, resolve_config_path
 
 
 def _build(tmp_path: Path, merge: str, **hparams) -> object:

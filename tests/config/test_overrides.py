@@ -8,8 +8,14 @@ import pytest
 import yaml
 from cfgtest_utils import FASTER_RCNN, shapes_data
 
-from model_hub_mmdet.config import apply_overrides, build_mmdet_config, coerce_like, load_config, resolve_config_path
 from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.mmdet2.config import (
+    apply_overrides,
+    build_mmdet_config,
+    coerce_like,
+    load_config,
+    resolve_config_path,
+)
 
 
 @pytest.fixture(scope="module")

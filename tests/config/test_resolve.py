@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cfgtest_utils import FASTER_RCNN, MASK_RCNN
 
-from model_hub_mmdet.config import build_mmdet_config, bundled_config_dir, load_config, resolve_config_path
 from model_hub_mmdet.errors import ConfigError, UserError
+from model_hub_mmdet.mmdet2.config import build_mmdet_config, bundled_config_dir, load_config, resolve_config_path
 
 MARKER = "marker = '{}'\n_base_ = '{}'\n"
 

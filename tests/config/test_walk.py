@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from cfgtest_utils import FASTER_RCNN
 
-from model_hub_mmdet.config import build_mmdet_config
-from model_hub_mmdet.config.walk import annotated_dataset, dataset_configs, dicts, key_paths
+from model_hub_mmdet.mmdet2.config import build_mmdet_config
+from model_hub_mmdet.mmdet2.config.walk import annotated_dataset, dataset_configs, dicts, key_paths
 
 TREE = {
     "a": {"b": 1, "c": [{"d": 2}, 3, ({"e": 4},)]},

@@ -10,7 +10,7 @@ import pytest
 from cfgtest_utils import walk
 from mmcv import Config
 
-from model_hub_mmdet.config import build_mmdet_config, bundled_config_dir, config_text, load_config, redact
+from model_hub_mmdet.mmdet2.config import build_mmdet_config, bundled_config_dir, config_text, load_config, redact
 
 ZOO = {
     "two-stage": [

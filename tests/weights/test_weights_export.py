@@ -16,8 +16,8 @@ import torch
 from weights_helpers import build_tiny, tiny_detector_cfg
 
 from model_hub_mmdet.errors import WeightsError
+from model_hub_mmdet.mmdet2.export import config_path_for
 from model_hub_mmdet.weights import export_checkpoint, warm_start
-from model_hub_mmdet.weights.export import config_path_for
 
 CLASSES = ["rectangle", "ellipse", "triangle"]
 
@@ -118,7 +118,7 @@ def test_train_export_init_detector_round_trip(shapes_dir: Path, det_local: Path
     from helpers import tiny_experiment
 
     from model_hub_mmdet.local import train_local
-    from model_hub_mmdet.trial import MMDetTrial
+    from model_hub_mmdet.mmdet2.trial import MMDetTrial
 
     seen: list[list] = []
 

@@ -15,8 +15,8 @@ from mmcv.runner import CheckpointLoader
 from weights_helpers import FASTER_RCNN, FileServer, buffer_of, build_tiny, sha256, tiny_detector_cfg, zoo_style_path
 
 from model_hub_mmdet.errors import ConfigError, WeightsError
+from model_hub_mmdet.mmdet2.checkpoint_schemes import load_from_model_hub_cache
 from model_hub_mmdet.weights import extract_state_dict, load_checkpoint_file, warm_start, zoo
-from model_hub_mmdet.weights.schemes import load_from_model_hub_cache
 
 HEAD = {f"roi_head.bbox_head.{layer}.{p}" for layer in ("fc_cls", "fc_reg") for p in ("weight", "bias")}
 

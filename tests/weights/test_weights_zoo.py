@@ -8,8 +8,8 @@ import pytest
 import yaml
 from mmcv import Config
 
-from model_hub_mmdet.config import bundled_config_dir
 from model_hub_mmdet.errors import ConfigError, WeightsError
+from model_hub_mmdet.mmdet2.config import bundled_config_dir
 from model_hub_mmdet.weights import zoo
 
 # mmdet 2.28.2's metafiles list 512 models with weights for 511 distinct configs (one config is listed twice).

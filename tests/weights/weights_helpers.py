@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-import model_hub_mmdet  # noqa: F401  (compat fixes before mmcv)
-from model_hub_mmdet.config import bundled_config_dir
+from model_hub_mmdet.mmdet2.config import bundled_config_dir
 
 FASTER_RCNN = "faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py"
 

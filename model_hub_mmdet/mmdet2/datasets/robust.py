@@ -1,0 +1,94 @@
+"""Images that cannot be loaded: one error that names the file, and the setting that decides what happens next.
+
+mmdet 2.28's ``LoadImageFromFile`` decodes with ``mmcv.imfrombytes``, which returns ``None`` for bytes that are not
+an image (or a truncated PNG), and the step then fails on ``img.shape`` with an ``AttributeError`` that names
+nothing; a zero-byte file fails inside OpenCV, a missing file with a bare ``FileNotFoundError``.
+:func:`install` wraps the step's ``__call__`` (class-level, so pipelines built before it and subclasses that do
+not override ``__call__`` are covered): a successful load costs nothing extra, and a failed one is diagnosed
+(missing, empty, undecodable, or the storage backend's own :class:`~model_hub_mmdet.errors.DataError`, which
+names bucket and key) and raised as :class:`BadImageError`. A failure the file does not explain (the bytes decode
+fine) is re-raised unchanged, so bugs elsewhere in the step are not mistaken for bad data.
+
+What a bad image does to a run is :class:`BadImagePolicy`, read from the experiment's ``data.bad_images``::
+
+    data:
+      bad_images:
+        max_fraction: 0.01        # training: skip bad samples, stop when more than 1% of those read are bad
+        skip_at_validation: false # validation: a bad image is an error (a smaller set would falsify mAP)
+"""
+
+from __future__ import annotations
+
+import os.path as osp
+from collections.abc import Mapping
+from typing import Any
+
+from model_hub_mmdet.bad_images import SETTING, BadImageError, BadImagePolicy
+from model_hub_mmdet.errors import DataError, UserError
+from model_hub_mmdet.mmdet2.datasets.patching import wrap_method
+
+__all__ = ["SETTING", "BadImageError", "BadImagePolicy", "diagnose", "image_path", "install"]
+
+def image_path(results: Mapping[str, Any]) -> str | None:
+    """The file ``LoadImageFromFile`` reads for ``results`` (None when the results lack the keys it needs)."""
+    try:
+        name = results["img_info"]["filename"]
+        prefix = results.get("img_prefix")
+    except (KeyError, TypeError):
+        return None
+    return osp.join(prefix, name) if prefix is not None else name
+
+
+def diagnose(file_client: Any, filename: str, flag: str = "color", channel_order: str = "bgr") -> str | None:
+    """Why ``filename`` cannot be loaded as an image through ``file_client``, or None when it can."""
+    import mmcv
+
+    try:
+        data = file_client.get(filename)
+    except DataError as err:  # the object-store backends: names bucket and key, retries already spent
+        return str(err)
+    except FileNotFoundError:
+        return "file not found; check img_prefix/data_root and the annotation file's file_name"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    size = len(data or b"")
+    if size == 0:
+        return "the file is empty (0 bytes); replace it or remove it from the annotation file"
+    try:
+        img = mmcv.imfrombytes(data, flag=flag, channel_order=channel_order)
+    except Exception:  # OpenCV/Pillow decoders raise assorted errors on garbage
+        img = None
+    if img is None:
+        return f"not a decodable image ({size} bytes: truncated, or not an image file); replace or remove it"
+    return None
+
+
+def _checked_call(original: Any) -> Any:
+    def __call__(self: Any, results: dict) -> dict:
+        try:
+            return original(self, results)
+        except BadImageError:
+            raise
+        except UserError as err:
+            if not isinstance(err, DataError):  # e.g. a ConfigError for the file client: not this image's fault
+                raise
+            filename = image_path(results) or "?"
+            raise BadImageError(filename, str(err)) from err
+        except Exception as err:
+            filename = image_path(results)
+            client = getattr(self, "file_client", None)
+            if filename is None or client is None:
+                raise
+            reason = diagnose(client, filename, self.color_type, self.channel_order)
+            if reason is None:
+                raise  # the file is fine: the failure is somewhere else
+            raise BadImageError(filename, reason) from err
+
+    return __call__
+
+
+def install() -> None:
+    """Wrap mmdet's ``LoadImageFromFile.__call__`` so a failed load raises :class:`BadImageError` (idempotent)."""
+    from mmdet.datasets.pipelines import LoadImageFromFile
+
+    wrap_method(LoadImageFromFile, "__call__", _checked_call)

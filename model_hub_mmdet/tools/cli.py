@@ -1,0 +1,327 @@
+"""``model-hub-mmdet``: check, train locally, print the final config, export checkpoints, make demo data.
+
+Errors a user can fix print one line and exit 1 (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from model_hub_mmdet.errors import UserError
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from model_hub_mmdet.tools.check import check_experiment
+
+    report = check_experiment(args.experiment, args.context)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if report.ok:
+        print(f"{args.experiment}: OK")
+        for key, value in report.summary.items():
+            print(f"  {key:<12} {value}")
+        return 0
+    print(f"{args.experiment}: {len(report.problems)} problem(s)", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
+
+
+def _cmd_print_config(args: argparse.Namespace) -> int:
+    from model_hub_mmdet import generation
+    from model_hub_mmdet.expconf import load_experiment, local_hparams, section
+
+    conf = load_experiment(args.experiment)
+    context = args.context or "."
+    config = generation.adapter("config")
+    cfg = config.build_mmdet_config(local_hparams(section(conf, "hyperparameters")), section(conf, "data"), context)
+    print(config.config_text(cfg))
+    return 0
+
+
+def _cmd_make_shapes(args: argparse.Namespace) -> int:
+    from model_hub_mmdet.tools.shapes import make_shapes
+
+    paths = make_shapes(args.out_dir, train=args.train, val=args.val, size=args.size, seed=args.seed)
+    for split, path in paths.items():
+        print(f"{split}: {path}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from model_hub_mmdet.weights import export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.out)
+    print(f"wrote {out} (and {Path(out).with_suffix('.py')})")
+    return 0
+
+
+def _torchrun(args: argparse.Namespace) -> int:
+    """Re-run this command under torchrun with ``--nproc`` processes (gloo on CPU)."""
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg.startswith("--nproc="):
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        argv.append(arg)
+    # The arguments travel in the environment: torchrun's own parser would claim options such as --local.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
+    cmd += ["-m", "model_hub_mmdet.tools.cli"]
+    env = dict(os.environ, MODEL_HUB_MMDET_ARGV=json.dumps(argv))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    env["USE_TORCH_DISTRIBUTED"] = "1"
+    return subprocess.call(cmd, env=env)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    if not args.local:
+        print(
+            "model-hub-mmdet train runs on this machine and needs --local; for a cluster use"
+            f" `det experiment create -f {args.experiment} .`",
+            file=sys.stderr,
+        )
+        return 1
+    if args.nproc > 1 and "RANK" not in os.environ:
+        return _torchrun(args)
+    from model_hub_mmdet.expconf import entrypoint_class, load_experiment
+    from model_hub_mmdet.launch import load_trial_class
+    from model_hub_mmdet.local import train_local
+
+    conf = load_experiment(args.experiment)
+    if int(os.environ.get("RANK", "0")) == 0:
+        from model_hub_mmdet.tools.migrate import legacy_warnings
+
+        for warning in legacy_warnings(conf):
+            print(f"warning: {warning}", file=sys.stderr)
+    if args.context:
+        os.chdir(args.context)
+    trial_cls = load_trial_class(args.trial or entrypoint_class(conf.get("entrypoint")), ".")
+    name = conf.get("name") or Path(args.experiment).stem
+    out = Path(args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    chief = int(os.environ.get("RANK", "0")) == 0
+    resume = _resume_from(args, out)
+    again = f"model-hub-mmdet train {args.experiment} --local --out {out} --auto-resume"
+    started = time.time()
+    try:
+        result = train_local(
+            conf,
+            trial_cls,
+            max_batches=args.max_batches,
+            validation_period=args.validation_period,
+            resume=resume,
+            tensorboard_dir=out / "tensorboard",
+            test_mode=args.test,
+            show_progress=True,
+            run_dir=out,
+        )
+    except KeyboardInterrupt:
+        if chief:
+            print(f"\ninterrupted; {_newest_line(out)}continue with: {again}", file=sys.stderr)
+        return 130
+    except OSError as err:
+        where = _disk_full_path(err)
+        if where is None:
+            raise
+        raise UserError(
+            f"no space left on the device writing {where}; {_newest_line(out)}free space and continue with: {again}"
+        ) from err
+    if not chief:
+        return 0
+    _finish_run(conf, result, out, time.time() - started)
+    return 0
+
+
+def _resume_from(args: argparse.Namespace, out: Path) -> str | None:
+    """``--resume DIR``, or with ``--auto-resume`` the newest complete checkpoint logged in ``--out``."""
+    from model_hub_mmdet import checkpoints
+
+    if not args.auto_resume:
+        return args.resume
+    if args.resume:
+        raise UserError("--resume and --auto-resume exclude each other; give one")
+    if not args.out:
+        raise UserError("--auto-resume needs --out RUN_DIR (the run directory whose checkpoints it continues from)")
+    newest = checkpoints.newest_complete(out)
+    if newest is None:
+        print(f"--auto-resume: no complete checkpoint in {out} yet; starting from the beginning", file=sys.stderr)
+        return None
+    print(f"--auto-resume: continuing from {newest}", file=sys.stderr)
+    return str(newest)
+
+
+def _disk_full_path(err: OSError) -> str | None:
+    """The file being written when the disk filled up, or None when ``err`` is not a full disk."""
+    full = (errno.ENOSPC, errno.EDQUOT)
+    if err.errno in full:
+        return str(err.filename or "a checkpoint")
+    if isinstance(err, shutil.Error) and err.args and isinstance(err.args[0], list):  # copytree gathers errors
+        for entry in err.args[0]:
+            if any(f"[Errno {code}]" in str(entry) for code in full):
+                return str(entry[1]) if isinstance(entry, tuple) and len(entry) > 1 else "a checkpoint"
+    return None
+
+
+def _newest_line(out: Path) -> str:
+    from model_hub_mmdet import checkpoints
+
+    newest = checkpoints.newest_complete(out)
+    return f"the newest complete checkpoint is {newest}; " if newest else "no checkpoint was completed; "
+
+
+def _finish_run(conf: dict[str, Any], result: Any, out: Path, seconds: float) -> None:
+    """Plots, a native mmdet export, predictions on a few validation images, and where everything is."""
+    from model_hub_mmdet.tools.report import draw_predictions, plot_curves
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(
+        json.dumps({"training": result.training, "validations": result.validations}, indent=1, default=float)
+    )
+    curves = plot_curves(result.training, result.validations, out / "curves.png")
+    print(f"\ntrained {result.batches_trained} batches in {seconds / 60:.1f} min")
+    if result.validations:
+        last = result.validations[-1]
+        print("final validation: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(last.items()) if k != "batches"))
+    print(f"curves:      {curves}")
+    print(f"tensorboard: {out / 'tensorboard'}")
+    if result.checkpoints:
+        ckpt = result.checkpoints[-1]
+        print(f"checkpoint:  {ckpt}")
+        try:
+            from model_hub_mmdet.weights import export_checkpoint
+
+            native = export_checkpoint(ckpt, out / "model.pth")
+            print(f"mmdet model: {native} (+ {native.with_suffix('.py')})")
+            images = _val_images(native.with_suffix(".py"))
+            if images:
+                drawn = draw_predictions(native.with_suffix(".py"), native, images, out / "predictions.png")
+                print(f"predictions: {drawn}")
+        except Exception as err:  # noqa: BLE001 - the run and its checkpoint are done; extras must not fail it
+            reason = str(err).splitlines()[0] if str(err) else ""
+            print(f"(could not export or draw predictions: {type(err).__name__}: {reason})")
+
+
+def _val_images(config_path: Path, count: int = 4) -> list[Path]:
+    from model_hub_mmdet import generation
+
+    return generation.adapter("predictions").validation_images(config_path, count)
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    """Rewrite a model-hub experiment file. Without ``-o`` the new YAML goes to stdout with the changes as leading
+    comments (so ``> NEW.yaml`` is a valid file); with ``-o`` the changes are listed and the file is written."""
+    import yaml
+
+    from model_hub_mmdet.experiment_schema import schema_problems
+    from model_hub_mmdet.tools.migrate import legacy_entrypoint_message, legacy_warnings, migrate_file
+
+    if args.in_place and args.out:
+        raise UserError("migrate: give -o NEW.yaml or --in-place, not both")
+    new, changes = migrate_file(args.experiment, args.out, in_place=args.in_place)
+    written = args.out or (args.experiment if args.in_place else None)
+    conf = yaml.safe_load(new)
+    left = [m for m in [legacy_entrypoint_message((conf or {}).get("entrypoint"))] if m]
+    left += legacy_warnings(conf or {}) + schema_problems(conf or {})
+    lines = [f"changed {c}" for c in changes] or [f"{args.experiment}: nothing to migrate"]
+    lines += [f"still to fix: {p}" for p in left]
+    if written:
+        print("\n".join(lines + [f"wrote {written}"]))
+    else:
+        print("\n".join(f"# {line}" for line in lines))
+        print(new, end="" if new.endswith("\n") else "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="model-hub-mmdet", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="validate an experiment YAML offline and summarise it")
+    p.add_argument("experiment")
+    p.add_argument("--context", help="context directory (default: current directory, as det experiment create .)")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("train", help="train an experiment on this machine with Determined's Trainer")
+    p.add_argument("experiment")
+    p.add_argument("--local", action="store_true", help="run here, without a cluster (required)")
+    p.add_argument("--max-batches", type=int, help="train this many batches (default: searcher.max_length)")
+    p.add_argument("--validation-period", type=int, help="validate every N batches")
+    p.add_argument("--test", action="store_true",
+                   help="Determined's test mode: train one batch, validate one batch (det experiment create --test)")
+    p.add_argument("--trial", help="module:Class of the trial (default: the experiment's entrypoint)")
+    p.add_argument("--nproc", type=int, default=1, help="processes (torchrun; gloo on CPU)")
+    p.add_argument("--resume", help="Determined checkpoint directory to continue from")
+    p.add_argument("--auto-resume", action="store_true",
+                   help="continue from the newest complete checkpoint of --out (like mmdet's --auto-resume)")
+    p.add_argument("--context", help="context directory (default: current directory)")
+    p.add_argument("--out", help="output directory for plots, logs and exports (default: runs/NAME-TIME)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("print-config", help="print the final MMDetection config (secrets redacted)")
+    p.add_argument("experiment")
+    p.add_argument("--context", help="context directory (default: current directory)")
+    p.set_defaults(func=_cmd_print_config)
+
+    p = sub.add_parser("export", help="write a native mmdet checkpoint (+ config .py) from a Determined checkpoint")
+    p.add_argument("checkpoint", help="checkpoint directory or UUID")
+    p.add_argument("out", help="output .pth path")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("migrate", help="rewrite an experiment file of Determined's model hub for this package")
+    p.add_argument("experiment", help="the old experiment YAML (never overwritten without --in-place)")
+    p.add_argument("-o", "--out", help="write the new YAML here (default: print it, with the changes as comments)")
+    p.add_argument("--in-place", action="store_true", help="overwrite the old file with the new YAML")
+    p.set_defaults(func=_cmd_migrate)
+
+    p = sub.add_parser("make-shapes", help="write the synthetic COCO-format shapes dataset")
+    p.add_argument("out_dir")
+    p.add_argument("--train", type=int, default=400, help="training images")
+    p.add_argument("--val", type=int, default=50, help="validation images")
+    p.add_argument("--size", type=int, default=128, help="image side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_make_shapes)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None and "MODEL_HUB_MMDET_ARGV" in os.environ:  # a worker started by _torchrun
+        argv = json.loads(os.environ["MODEL_HUB_MMDET_ARGV"])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not args.debug:
+        logging.getLogger("model_hub_mmdet").setLevel(logging.INFO)
+    try:
+        if args.func in _NEEDS_MMDET:
+            from model_hub_mmdet import generation
+
+            generation.setup()  # the generation's patches (checked, then applied) and storage backends
+        return args.func(args)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# Commands that run MMDetection code (check and migrate need it only for part of their work, and say so).
+_NEEDS_MMDET = (_cmd_print_config, _cmd_export, _cmd_train)
+
+if __name__ == "__main__":
+    sys.exit(main())
