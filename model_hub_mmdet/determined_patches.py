@@ -12,6 +12,11 @@ Determined 0.38.1's public API leaves three gaps; each is bridged here and nowhe
 * **Local TensorBoard events go to ``./runs/<date>_<host>``, a relative path.** :func:`set_local_tensorboard_dir`
   points the local train context at the run's own folder, or makes the default absolute: the writer's thread
   flushes later, after the working directory may have changed.
+* **Local checkpoints copy the working directory, checkpoint folder included.** Local mode copies ``.`` (filtered
+  by ``.detignore``) into each checkpoint's ``code/``; when the checkpoint folder lies inside it (run from
+  ``$HOME``, or ``XDG_DATA_HOME`` in the project), ``shutil.copytree`` copies the folder into itself until the
+  path is too long. :func:`install` wraps ``detignore.make_shutil_ignore`` so that the copy leaves the checkpoint
+  folder out.
 * **Local checkpoints are written in place.** Determined's shared-fs storage writes ``<base>/<uuid>/`` file by
   file, so a kill (or a full disk) mid-write leaves a directory that looks like a checkpoint. Inside
   :func:`atomic_checkpoints`, a checkpoint is written to ``<base>/.partial-<uuid>/`` and renamed to
@@ -47,6 +52,7 @@ from typing import Any
 
 import determined
 from determined import core, pytorch
+from determined.common import detignore
 from determined.common.storage import shared
 
 from model_hub_mmdet.errors import SetupError
@@ -58,6 +64,7 @@ _TEST_MODE_ATTR = "_model_hub_mmdet_test_mode"
 _CONTROLLER_PARAMS = ("context", "steps_completed", "test_mode")
 
 _original_controller: type = pytorch._PyTorchTrialController
+_original_make_ignore: Any = getattr(detignore.make_shutil_ignore, "__wrapped__", detignore.make_shutil_ignore)
 _resume_at: int | None = None
 
 
@@ -75,6 +82,7 @@ def check() -> None:
         "SharedFSStorageManager lacks": [] if hasattr(shared.SharedFSStorageManager, "pre_store_path")
         else ["pre_store_path"],
         "TrainUnit lacks": [] if hasattr(pytorch.TrainUnit, "_from_values") else ["_from_values"],
+        "determined.common.detignore no longer takes": _takes(_original_make_ignore, "root_path"),
         "PyTorchTrialContext lacks": [
             n for n in ("_set_default_gradient_compression", "_set_default_average_aggregated_gradients")
             if not hasattr(pytorch.PyTorchTrialContext, n)
@@ -105,9 +113,31 @@ class _Controller(_original_controller):  # type: ignore[misc, valid-type]
         super().__init__(*bound.args[1:], **bound.kwargs)
 
 
+def _make_shutil_ignore(root_path: Path) -> Any:
+    """Determined's ``.detignore`` filter for copying ``root_path``, which also leaves out the local checkpoint
+    folder (and its ``.partial-`` writes) when it lies inside ``root_path``."""
+    from model_hub_mmdet import checkpoints
+
+    ignore = _original_make_ignore(root_path)
+    storage = checkpoints.local_storage_dir().resolve()
+
+    def _ignore(path: str, names: list[str]) -> set[str]:
+        ignored = set(ignore(path, names))
+        if storage.name in names and Path(path).resolve() == storage.parent:
+            ignored.add(storage.name)
+        return ignored
+
+    return _ignore
+
+
+_make_shutil_ignore.__wrapped__ = _original_make_ignore  # type: ignore[attr-defined]
+
+
 def install() -> None:
-    """Put the wrapped controller in place (idempotent); ``Trainer.fit`` looks it up at call time."""
+    """Put the wrapped controller and the checkpoint-folder-aware copy filter in place (idempotent);
+    ``Trainer.fit`` and ``util.write_user_code`` look them up at call time."""
     pytorch._PyTorchTrialController = _Controller
+    detignore.make_shutil_ignore = _make_shutil_ignore
 
 
 _checked = False

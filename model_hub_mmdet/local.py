@@ -156,7 +156,6 @@ def train_local(
                           test_mode=test_mode)
     start = _resume_start(resume, fit_args["max_length"]) if resume else 0
     _set_torch_distributed_env()
-    check_checkpoint_dir_outside_context()
     result = RunResult()
     chief = int(os.environ.get("RANK", "0")) == 0
     progress = Progress(initial=start, enabled=chief) if show_progress else None
@@ -226,27 +225,3 @@ def _set_torch_distributed_env() -> None:
     elif not os.environ.get("USE_TORCH_DISTRIBUTED"):
         os.environ.pop("USE_TORCH_DISTRIBUTED", None)
 
-
-def check_checkpoint_dir_outside_context(context: str | os.PathLike = ".") -> None:
-    """Refuse to start when local checkpoints would land inside the working directory unless ``.detignore``
-    excludes them: Determined's local mode copies that directory into every checkpoint, so each checkpoint
-    would contain all earlier ones (and the copy recurses until the path is too long)."""
-    from determined.common import detignore
-
-    root = Path(context).resolve()
-    storage = checkpoints.local_storage_dir().resolve()
-    try:
-        parts = storage.relative_to(root).parts
-    except ValueError:
-        return  # outside the context: nothing to worry about
-    ignored = detignore.make_shutil_ignore(root)  # the filter Determined's checkpoint copy applies
-    here = root
-    for part in parts:
-        if part in ignored(str(here), [part]):
-            return
-        here = here / part
-    raise ConfigError(
-        f"local checkpoints go to {storage}, inside the working directory {root} that Determined copies into"
-        f" every checkpoint; add {Path(*parts[:1])}/ to {root / '.detignore'}, or set XDG_DATA_HOME to a folder"
-        " outside it"
-    )

@@ -97,25 +97,25 @@ def test_check_measures_context_size_with_detignore(tmp_path: Path, capsys: pyte
     assert main(["check", str(tmp_path / "exp.yaml"), "--context", str(tmp_path)]) == 0
 
 
-def test_train_refuses_checkpoints_inside_the_copied_working_directory(
-    tmp_path: Path, shapes_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
-    # Local mode copies the working directory into each checkpoint: storage inside it would copy itself.
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(tiny_experiment(shapes_dir)))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert main(["train", "exp.yaml", "--local", "--out", str(tmp_path / "out")]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"inside the working directory {tmp_path}" in err[0] and "xdg/" in err[0]
-    assert not (tmp_path / "xdg" / "determined").exists()
-
-    from model_hub_mmdet.local import check_checkpoint_dir_outside_context
-
-    (tmp_path / ".detignore").write_text("xdg/\n")
-    check_checkpoint_dir_outside_context()  # excluded from the copy: allowed
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path.parent / "elsewhere"))
-    (tmp_path / ".detignore").unlink()
-    check_checkpoint_dir_outside_context()  # outside the working directory: allowed
+@pytest.mark.slow
+def test_det_local_test_from_a_directory_holding_the_checkpoint_folder(tmp_path: Path, shapes_dir: Path) -> None:
+    # Local mode copies the working directory into each checkpoint's code/: the checkpoint folder is left out.
+    work = tmp_path / "home"
+    (work / "src").mkdir(parents=True)
+    (work / "src" / "model.txt").write_text("user code")
+    exp = tiny_experiment(shapes_dir, max_batches=1)
+    exp["min_validation_period"] = {"batches": 1}
+    (work / "exp.yaml").write_text(yaml.safe_dump(exp))
+    env = {**os.environ, "XDG_DATA_HOME": str(work / ".local" / "share"), "OMP_NUM_THREADS": "1"}
+    det = Path(sys.executable).with_name("det")
+    proc = subprocess.run([str(det), "experiment", "create", "--local", "--test", "exp.yaml", "."], cwd=work,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    storage = work / ".local" / "share" / "determined"
+    (checkpoint,) = [p for p in storage.iterdir() if p.is_dir()]
+    code = checkpoint / "code"
+    assert (code / "src" / "model.txt").read_text() == "user code"
+    assert (code / ".local" / "share").is_dir() and not (code / ".local" / "share" / "determined").exists()
 
 
 @pytest.mark.parametrize(
