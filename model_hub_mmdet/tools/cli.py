@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -67,7 +66,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _torchrun(args: argparse.Namespace) -> int:
-    """Re-run this command under torchrun with ``--nproc`` processes (gloo on CPU)."""
+    """Re-run this command as ``--nproc`` local ranks (gloo on CPU); a rank that dies ends the run in one line."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    from model_hub_mmdet.expconf import load_experiment
+    from model_hub_mmdet.local_ranks import RUN_DIR_ENV, root_cause, run_ranks
+
     argv, skip = [], False
     for arg in sys.argv[1:]:
         if skip or arg.startswith("--nproc="):
@@ -77,13 +81,40 @@ def _torchrun(args: argparse.Namespace) -> int:
             skip = True
             continue
         argv.append(arg)
-    # The arguments travel in the environment: torchrun's own parser would claim options such as --local.
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
-    cmd += ["-m", "model_hub_mmdet.tools.cli"]
-    env = dict(os.environ, MODEL_HUB_MMDET_ARGV=json.dumps(argv))
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
-    env["USE_TORCH_DISTRIBUTED"] = "1"
-    return subprocess.call(cmd, env=env)
+    # Every rank must write to the same run folder, so it is chosen here, once.
+    out = _run_dir(args, load_experiment(args.experiment))
+    if not args.out:
+        argv += ["--out", str(out)]
+    # The arguments travel in the environment: the launcher's own parser would claim options such as --local.
+    env = {"MODEL_HUB_MMDET_ARGV": json.dumps(argv), "USE_TORCH_DISTRIBUTED": "1", RUN_DIR_ENV: str(out)}
+    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // args.nproc))
+    log = out / "launcher.log"
+    try:
+        failures = run_ranks(args.nproc, ["model_hub_mmdet.tools.cli"], env, log)
+    except (KeyboardInterrupt, SignalException):  # Ctrl-C reaches the ranks too: the chief says what to do
+        return 130
+    if not failures:
+        return 0
+    cause = root_cause(failures)
+    if cause.exitcode == 1 and not cause.signal_name:  # a rank stopped on an error it reported itself (one line)
+        return 1
+    print(
+        f"error: {cause.describe()}; {_newest_line(out)}continue with: {_again(args, out)}"
+        f" (launcher log: {log})",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _run_dir(args: argparse.Namespace, conf: dict[str, Any]) -> Path:
+    name = conf.get("name") or Path(args.experiment).stem
+    return Path(args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+
+
+def _again(args: argparse.Namespace, out: Path) -> str:
+    ranks = int(os.environ.get("WORLD_SIZE", getattr(args, "nproc", 1)))  # a rank's own argv has no --nproc
+    nproc = f" --nproc {ranks}" if ranks > 1 else ""
+    return f"model-hub-mmdet train {args.experiment} --local{nproc} --out {out} --auto-resume"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -109,11 +140,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.context:
         os.chdir(args.context)
     trial_cls = load_trial_class(args.trial or entrypoint_class(conf.get("entrypoint")), ".")
-    name = conf.get("name") or Path(args.experiment).stem
-    out = Path(args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    out = _run_dir(args, conf)
     chief = int(os.environ.get("RANK", "0")) == 0
     resume = _resume_from(args, out)
-    again = f"model-hub-mmdet train {args.experiment} --local --out {out} --auto-resume"
+    again = _again(args, out)
     started = time.time()
     try:
         result = train_local(
@@ -318,6 +348,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        from model_hub_mmdet.local_ranks import in_multi_rank_run, peer_lost, report_peer_lost
+
+        if in_multi_rank_run() and peer_lost(err):  # another rank died: the launcher says which, in one line
+            return report_peer_lost(err)
+        raise
 
 
 # Commands that run MMDetection code (check and migrate need it only for part of their work, and say so).
