@@ -299,6 +299,7 @@ def apply() -> None:
     restore_numpy_aliases()
     silence_mmcv_banner()
     silence_cpp_extension_cuda_notice()
+    keep_root_log_handlers()  # before mmdet's modules are imported: some call mmcv's get_logger at import
     check()
     for patch in REGISTRY:
         patch.apply()
