@@ -29,22 +29,29 @@ from typing import Any
 
 import torch
 from determined import pytorch
-from mmcv import Config
 
 from model_hub_mmdet import checkpoints, determined_patches, generation
-from model_hub_mmdet.bad_images import BadImagePolicy
-from model_hub_mmdet.errors import ConfigError
-from model_hub_mmdet.expconf import local_hparams, searcher_length, with_defaults
-from model_hub_mmdet.finite import NonFiniteGuard, check_finite_weights
-from model_hub_mmdet.mmdet2.config import build_mmdet_config, config_text, dump_config, evaluate_kwargs
-from model_hub_mmdet.mmdet2.data import build_train_loader, build_val_loader, skipped_samples, unwrap_batch
-from model_hub_mmdet.mmdet2.evaluation import (
+
+# The trial applies its generation's patches (checked first) before mmcv and mmdet run: some of their modules call
+# mmcv's get_logger at import, which would otherwise silence every root log handler.
+generation.setup()
+
+from mmcv import Config  # noqa: E402
+
+from model_hub_mmdet.bad_images import BadImagePolicy  # noqa: E402
+from model_hub_mmdet.errors import ConfigError  # noqa: E402
+from model_hub_mmdet.expconf import local_hparams, searcher_length, with_defaults  # noqa: E402
+from model_hub_mmdet.finite import NonFiniteGuard, check_finite_weights  # noqa: E402
+from model_hub_mmdet.gather import raise_deferred_error  # noqa: E402
+from model_hub_mmdet.mmdet2.config import build_mmdet_config, config_text, dump_config, evaluate_kwargs  # noqa: E402
+from model_hub_mmdet.mmdet2.data import build_train_loader, build_val_loader, skipped_samples, unwrap_batch  # noqa: E402
+from model_hub_mmdet.mmdet2.evaluation import (  # noqa: E402
     PredictionGatherer,
     encode_results,
     evaluate_predictions,
     evaluation_subset,
 )
-from model_hub_mmdet.workers import worker_niceness
+from model_hub_mmdet.workers import worker_niceness  # noqa: E402
 
 logger = logging.getLogger("model_hub_mmdet")
 
@@ -73,6 +80,9 @@ class MMDetTrialCallback(pytorch.PyTorchCallback):
 
     def on_validation_start(self) -> None:
         self.trial.release_finished_training_loader()
+
+    def on_validation_end(self, metrics: dict[str, Any]) -> None:
+        raise_deferred_error(metrics)  # an evaluation error: one line, on every slot (see gather.py)
 
     def on_checkpoint_upload_end(self, uuid: str) -> None:
         local = checkpoints.local_checkpoint(uuid)
@@ -115,7 +125,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
     """
 
     def __init__(self, context: pytorch.PyTorchTrialContext) -> None:
-        generation.setup()  # this generation's patches, checked then applied; storage backends registered
+        generation.setup()  # idempotent; also here for a subclass that reloaded this module
         self.context = context
         # Values for hyperparameter specs too: `det experiment create --local --test` passes the raw section.
         self.hparams: dict[str, Any] = local_hparams(context.get_hparams())
@@ -149,7 +159,8 @@ class MMDetTrial(pytorch.PyTorchTrial):
         )
         self._check_cumulative_gradients()
         self.gatherer = context.wrap_reducer(
-            PredictionGatherer(self.evaluate, len(self.val_dataset), partial_ok=self._partial_validation_reason),
+            PredictionGatherer(self.evaluate, len(self.val_dataset), partial_ok=self._partial_validation_reason,
+                               defer_errors=True),
             for_training=False,
             for_validation=True,
         )
