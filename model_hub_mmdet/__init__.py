@@ -49,7 +49,7 @@ def _register_backends() -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="On January 1, 2023, MMCV will release v2.0.0")
             generation.adapter("fileio").register()
-    except ImportError:  # a broken or half-installed generation: the first real use says so in one line
+    except (ImportError, SetupError):  # a broken or half-installed generation: its first use says so in one line
         return
     finally:
         notice.setLevel(level)

@@ -53,14 +53,30 @@ def require() -> str:
 
 
 def adapter(module: str = "") -> ModuleType:
-    """The installed generation's adapter package, or one of its modules (``adapter("trial")``)."""
-    name = f"model_hub_mmdet.{require()}" + (f".{module}" if module else "")
-    return importlib.import_module(name)
+    """The installed generation's adapter package, or one of its modules (``adapter("trial")``). A generation
+    whose packages are installed but do not import (a broken mmcv build, say) is a one-line SetupError."""
+    package = f"model_hub_mmdet.{require()}"
+    name = package + (f".{module}" if module else "")
+    try:
+        for dependency in getattr(importlib.import_module(package), "REQUIRES", ()):
+            importlib.import_module(dependency)  # the stack itself, before any adapter module relies on it
+        return importlib.import_module(name)
+    except ImportError as err:
+        if err.name and err.name.startswith("model_hub_mmdet"):
+            raise
+        command = "make install MMDET=3" if name.startswith("model_hub_mmdet.mmdet3") else "make install"
+        raise SetupError(
+            f"mmdet {mmdet_version()} is installed but {name} does not import ({type(err).__name__}: {err});"
+            f" reinstall the stack ({command})"
+        ) from err
 
 
 def bundled_config_dir() -> Path | None:
     """The configs shipped in the installed mmdet wheel (``mmdet/.mim/configs``), found without importing mmdet."""
-    spec = importlib.util.find_spec("mmdet")
+    try:
+        spec = importlib.util.find_spec("mmdet")
+    except ImportError:  # an import hook (or a broken install) that refuses mmdet
+        return None
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations))).resolve() / ".mim" / "configs"

@@ -150,7 +150,10 @@ def check_experiment(path: str | os.PathLike, context_dir: str | os.PathLike | N
     path_str = str(context_dir.resolve())
     if path_str not in sys.path:  # custom trial classes and custom_imports, as Determined runs the entrypoint
         sys.path.insert(0, path_str)
-    adapter = generation.adapter("check") if generation.installed() else None
+    try:
+        adapter = generation.adapter("check")
+    except UserError:  # the experiment part is still checked; the config part says why it was not
+        adapter = None
     report.problems += _problems_of(schema_problems, conf)
     report.warnings += _problems_of(legacy_warnings, conf)
     if adapter is not None:
@@ -195,7 +198,7 @@ def _not_installed_line() -> str:
     from model_hub_mmdet import generation
 
     try:
-        generation.require()
+        generation.adapter("check")
     except UserError as err:
         return f"the MMDetection config was not checked: {err}"
     return "the MMDetection config was not checked"
