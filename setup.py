@@ -1,23 +1,23 @@
-"""Packaging for model_hub_mmdet: MMDetection 2.x training on Determined."""
+"""Packaging for model_hub_mmdet: MMDetection 2.x and 3.x training on Determined.
+
+One MMDetection generation per environment, chosen by extra: `pip install -e .[mmdet2,test]` or
+`.[mmdet3,test]` (scripts/install.sh builds that generation's mmcv wheel first: neither has one on PyPI).
+"""
 from setuptools import find_packages, setup
 
 setup(
     name="model_hub_mmdet",
     version="0.1.0",
-    description="Train MMDetection 2.x models on Determined with MMDetection's own config system.",
+    description="Train MMDetection 2.x and 3.x models on Determined with MMDetection's own config system.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["model_hub_mmdet", "model_hub_mmdet.*"]),
     include_package_data=True,
     install_requires=[
-        # mmcv-full has no wheel on PyPI for current torch: scripts/install.sh builds and caches it first.
-        "mmcv-full>=1.7.2,<1.8",
-        "mmdet==2.28.2",
         "determined==0.38.1",
         "numpy",
         "pyyaml",
-        "yapf==0.40.1",  # mmcv 1.7 Config.pretty_text passes verify=True, which newer yapf rejects
         "pycocotools",
         "tensorboard",
         "boto3",
@@ -26,8 +26,21 @@ setup(
         "matplotlib",
         "tqdm",
         "ruamel.yaml>=0.17",  # model-hub-mmdet migrate: round-trip YAML that keeps comments and key order
+        "opencv-python-headless",
     ],
     extras_require={
+        "mmdet2": [
+            # mmcv-full has no wheel on PyPI for current torch: scripts/install.sh builds and caches it first.
+            "mmcv-full>=1.7.2,<1.8",
+            "mmdet==2.28.2",
+            "yapf==0.40.1",  # mmcv 1.7 Config.pretty_text passes verify=True, which newer yapf rejects
+        ],
+        "mmdet3": [
+            # Nor has mmcv 2.x: scripts/install.sh builds 2.1.0. mmdet 3.3 asserts 2.0.0rc4 <= mmcv < 2.2.0.
+            "mmcv>=2.0.0rc4,<2.2.0",
+            "mmengine==0.10.7",
+            "mmdet==3.3.0",
+        ],
         "test": [
             "pytest>=8",
             "pytest-timeout",
@@ -40,5 +53,5 @@ setup(
             "hypothesis>=6",
         ],
     },
-    entry_points={"console_scripts": ["model-hub-mmdet=model_hub_mmdet.cli:main"]},
+    entry_points={"console_scripts": ["model-hub-mmdet=model_hub_mmdet.tools.cli:main"]},
 )

@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
-# Installs the whole model_hub_mmdet stack into ./.venv (idempotent; safe to re-run).
+# Installs the whole model_hub_mmdet stack for one MMDetection generation (idempotent; safe to re-run).
 #
-#   bash scripts/install.sh            # runtime + test tools
+#   bash scripts/install.sh                 # MMDetection 2.28 (mmcv-full 1.7.2) into ./.venv
+#   MMDET=3 bash scripts/install.sh         # MMDetection 3.3 (mmcv 2.1.0, mmengine 0.10.7) into ./.venv-mmdet3
 #   VENV=/some/where bash scripts/install.sh
-#   VENV=none PYTHON=python3 bash scripts/install.sh   # into that Python itself, keeping its torch (images)
+#   VENV=none PYTHON=python3 MMDET=2|3 bash scripts/install.sh   # into that Python itself, keeping its torch (images)
 #
-# The only slow step is mmcv-full 1.7.2, which has no wheel on PyPI: it is built from its sdist
-# (patched for torch 2.14's C++20 headers) once, and the wheel is cached under
+# The only slow step is mmcv (mmcv-full 1.7.2 for 2.x, mmcv 2.1.0 for 3.x), which has no wheel on PyPI for current
+# torch: it is built from its sdist (patched for torch 2.14's C++20 headers) once, and the wheel is cached under
 # $MODEL_HUB_MMDET_WHEEL_CACHE keyed by python, torch version and CPU/CUDA ops, so later installs take seconds.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${VENV:-$ROOT/.venv}"
+MMDET="${MMDET:-2}"
 PYTHON="${PYTHON:-python3.11}"
 TORCH_VERSION="2.14.1"
 TORCHVISION_VERSION="0.29.1"
-MMCV_VERSION="1.7.2"
 WHEEL_CACHE="${MODEL_HUB_MMDET_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/model_hub_mmdet/wheels}"
 
-# Each step says how long the install has run so far (a cold install spends most of it building mmcv-full).
+# Each step says how long the install has run so far (a cold install spends most of it building mmcv).
 STARTED=$SECONDS
 step() { printf '\n==> [%dm%02ds] %s\n' $(((SECONDS - STARTED) / 60)) $(((SECONDS - STARTED) % 60)) "$*"; }
+die() { printf '\ninstall.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# What differs between the generations; everything below is shared.
+case "$MMDET" in
+  2)
+    VENV="${VENV:-$ROOT/.venv}"
+    MMCV_DIST=mmcv-full MMCV_VERSION=1.7.2 OTHER_MMCV_DIST=mmcv
+    # mmcv 1.7's Config.pretty_text passes verify=True, which newer yapf rejects.
+    GEN_BUILD_REQS=("yapf==0.40.1")
+    ;;
+  3)
+    VENV="${VENV:-$ROOT/.venv-mmdet3}"
+    MMCV_DIST=mmcv MMCV_VERSION=2.1.0 OTHER_MMCV_DIST=mmcv-full  # mmdet 3.3 asserts mmcv < 2.2.0
+    GEN_BUILD_REQS=()
+    ;;
+  *) die "MMDET must be 2 or 3, not '$MMDET'" ;;
+esac
+EXTRAS="mmdet$MMDET,test"
+
 # torch 2.14's metadata asks for setuptools>=77 while mmcv's build needs <70; pip reports that mismatch as an
 # "ERROR" on every install although nothing is wrong. Drop just those lines, keep pip's exit status.
 pip_quiet() {
@@ -28,10 +47,10 @@ pip_quiet() {
     -e "requires setuptools>=" || true; }
   return "${PIPESTATUS[0]}"
 }
-die() { printf '\ninstall.sh: error: %s\n' "$*" >&2; exit 1; }
 trap 'die "step failed at line $LINENO (see the output above)"' ERR
 
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found; set PYTHON=/path/to/python3.11"
+step "MMDetection $MMDET.x stack ($MMCV_DIST $MMCV_VERSION) into ${VENV/#none/this Python ($PYTHON)}"
 
 if [ "$VENV" = none ]; then
   PY="$(command -v "$PYTHON")"
@@ -66,13 +85,13 @@ for spec in sys.argv[1:]:
         sys.exit(1)
 EOF
 }
-BUILD_REQS=("${TORCH_PINS[@]}" wheel ninja "numpy>=2" "opencv-python-headless>=4.8" "yapf==0.40.1")
+BUILD_REQS=("${TORCH_PINS[@]}" wheel ninja "numpy>=2" "opencv-python-headless>=4.8" "${GEN_BUILD_REQS[@]}")
 if satisfied "${BUILD_REQS[@]}" "setuptools<70"; then
   step "torch, torchvision and build tools already installed"
 else
   step "torch, torchvision and build tools"
   "${PIP[@]}" install -q "${BUILD_REQS[@]}"
-  # mmcv-full's setup.py imports pkg_resources (gone in setuptools>=70); torch's metadata asks for >=77 but
+  # mmcv's setup.py imports pkg_resources (gone in setuptools>=70); torch's metadata asks for >=77 but
   # does not need it at run time, so this is installed on its own (pip only notes the mismatch).
   pip_quiet install -q "setuptools<70"
 fi
@@ -88,74 +107,140 @@ fi
 OPS=cpu; [ "$FORCE_CUDA" = 1 ] && OPS="cuda$("$PY" -c 'import torch; print(torch.version.cuda)')"
 TORCH_TAG="$("$PY" -c 'import torch; print(torch.__version__.replace("+", "_"))')"
 PY_TAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
-CACHE_DIR="$WHEEL_CACHE/mmcv_full-$MMCV_VERSION/$PY_TAG-torch$TORCH_TAG-$OPS"
 
-installed_mmcv_key="$("$PY" - <<'EOF' 2>/dev/null || true
-import importlib.metadata as md, pathlib
+# build_mmcv_wheel DIST VERSION CACHE_DIR: builds DIST==VERSION (mmcv-full or mmcv) from its sdist with compiled
+# ops and publishes the wheel into CACHE_DIR; sets BUILT_WHEEL to its path.
+build_mmcv_wheel() {
+  local dist="$1" version="$2" cache_dir="$3" work src built
+  work="$(mktemp -d)"
+  # --no-build-isolation: pip reads the sdist's metadata by running its setup.py, which needs torch.
+  "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary :all: "$dist==$version" -d "$work"
+  tar -xzf "$work/$dist-$version.tar.gz" -C "$work"
+  src="$work/$dist-$version"
+  # torch >= 2.13 headers require C++20; mmcv 1.7 and 2.1 hard-code -std=c++14/17.
+  sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$src/setup.py"
+  grep -q 'std=c++20' "$src/setup.py" || die "could not patch $dist setup.py for C++20"
+  # Two ways to compile the same sources faster (bench/mmcv_build.py measures both, file by file):
+  # -g0, no debug information (mmcv's flags come with Python's -g; the wheel shrinks too), and torch's headers
+  # precompiled once (scripts/pch-cxx.sh). MODEL_HUB_MMDET_PCH=0 compiles every source the plain way.
+  local pch=()
+  if [ "${MODEL_HUB_MMDET_PCH:-1}" != 0 ]; then
+    mkdir -p "$work/pch"
+    pch=(CXX="$ROOT/scripts/pch-cxx.sh" REAL_CXX="${CXX:-c++}" MODEL_HUB_MMDET_PCH_DIR="$work/pch")
+  fi
+  (
+    cd "$src"
+    env "${pch[@]}" CFLAGS="${CFLAGS:-} -g0" MMCV_WITH_OPS=1 FORCE_CUDA="$FORCE_CUDA" \
+      MAX_JOBS="${MAX_JOBS:-$(nproc)}" "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$work/dist" .
+  )
+  if [ -e "$work/pch/failed" ]; then
+    printf 'note: torch headers could not be precompiled (compiled the plain way):\n%s\n' \
+      "$(head -c 2000 "$work/pch/pch.log")"
+  fi
+  mkdir -p "$cache_dir"
+  built="$(ls "$work"/dist/"${dist//-/_}"-*.whl | head -n1)"
+  # Atomic publish: a concurrent install never sees a half-copied wheel.
+  cp "$built" "$cache_dir/.tmp.$$" && mv "$cache_dir/.tmp.$$" "$cache_dir/$(basename "$built")"
+  rm -rf "$work"
+  BUILT_WHEEL="$cache_dir/$(basename "$built")"
+}
+
+# The build key of the installed mmcv: which cache directory (python, torch, ops) its wheel came from.
+installed_build_key() {
+  "$PY" - "$1" <<'EOF' 2>/dev/null || true
+import importlib.metadata as md, pathlib, sys
 try:
-    dist = md.distribution("mmcv-full")
+    dist = md.distribution(sys.argv[1])
 except md.PackageNotFoundError:
     raise SystemExit
 marker = pathlib.Path(dist.locate_file("mmcv/.model_hub_mmdet_build_key"))
 print(marker.read_text().strip() if marker.exists() else "")
 EOF
-)"
+}
 
-if [ "$installed_mmcv_key" = "$CACHE_DIR" ]; then
-  step "mmcv-full $MMCV_VERSION already installed for this torch ($OPS)"
+CACHE_DIR="$WHEEL_CACHE/${MMCV_DIST//-/_}-$MMCV_VERSION/$PY_TAG-torch$TORCH_TAG-$OPS"
+# mmcv-full and mmcv both install the package `mmcv`: the other generation's goes first (a Python reused for
+# both generations, VENV=none), and ours is then reinstalled whatever its marker says.
+installed_key="$(installed_build_key "$MMCV_DIST")"
+if satisfied "$OTHER_MMCV_DIST"; then
+  step "removing $OTHER_MMCV_DIST (the other MMDetection generation's mmcv)"
+  pip_quiet uninstall -q -y "$OTHER_MMCV_DIST"
+  installed_key=""
+fi
+
+if [ "$installed_key" = "$CACHE_DIR" ]; then
+  step "$MMCV_DIST $MMCV_VERSION already installed for this torch ($OPS)"
 else
-  wheel="$(ls "$CACHE_DIR"/mmcv_full-*.whl 2>/dev/null | head -n1 || true)"
+  wheel="$(ls "$CACHE_DIR/${MMCV_DIST//-/_}"-*.whl 2>/dev/null | head -n1 || true)"
   if [ -z "$wheel" ]; then
-    step "building mmcv-full $MMCV_VERSION from its sdist ($OPS ops; about 3 minutes on 2 cores)"
-    work="$(mktemp -d)"
-    # --no-build-isolation: pip reads the sdist's metadata by running its setup.py, which needs torch.
-    "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary :all: "mmcv-full==$MMCV_VERSION" -d "$work"
-    tar -xzf "$work"/mmcv-full-"$MMCV_VERSION".tar.gz -C "$work"
-    src="$work/mmcv-full-$MMCV_VERSION"
-    # torch >= 2.13 headers require C++20; mmcv 1.7.2 hard-codes -std=c++14/17.
-    sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$src/setup.py"
-    grep -q 'std=c++20' "$src/setup.py" || die "could not patch mmcv-full setup.py for C++20"
-    # Two ways to compile the same sources faster (bench/mmcv_build.py measures both, file by file):
-    # -g0, no debug information (mmcv's flags come with Python's -g; the wheel shrinks too), and torch's headers
-    # precompiled once (scripts/pch-cxx.sh). MODEL_HUB_MMDET_PCH=0 compiles every source the plain way.
-    pch=()
-    if [ "${MODEL_HUB_MMDET_PCH:-1}" != 0 ]; then
-      mkdir -p "$work/pch"
-      pch=(CXX="$ROOT/scripts/pch-cxx.sh" REAL_CXX="${CXX:-c++}" MODEL_HUB_MMDET_PCH_DIR="$work/pch")
-    fi
-    (
-      cd "$src"
-      env "${pch[@]}" CFLAGS="${CFLAGS:-} -g0" MMCV_WITH_OPS=1 FORCE_CUDA="$FORCE_CUDA" \
-        MAX_JOBS="${MAX_JOBS:-$(nproc)}" "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$work/dist" .
-    )
-    if [ -e "$work/pch/failed" ]; then
-      printf 'note: torch headers could not be precompiled (compiled the plain way):\n%s\n' "$(head -c 2000 "$work/pch/pch.log")"
-    fi
-    mkdir -p "$CACHE_DIR"
-    built="$(ls "$work"/dist/mmcv_full-*.whl | head -n1)"
-    # Atomic publish: a concurrent install never sees a half-copied wheel.
-    cp "$built" "$CACHE_DIR/.tmp.$$" && mv "$CACHE_DIR/.tmp.$$" "$CACHE_DIR/$(basename "$built")"
-    wheel="$CACHE_DIR/$(basename "$built")"
-    rm -rf "$work"
+    step "building $MMCV_DIST $MMCV_VERSION from its sdist ($OPS ops; about 3-4 minutes on 2 cores)"
+    build_started=$SECONDS
+    build_mmcv_wheel "$MMCV_DIST" "$MMCV_VERSION" "$CACHE_DIR"
+    wheel="$BUILT_WHEEL"
+    step "built $wheel in $((SECONDS - build_started)) s"
   else
-    step "using cached mmcv-full wheel $wheel"
+    step "using cached $MMCV_DIST wheel $wheel"
   fi
   "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel"
   pip_quiet install -q addict packaging Pillow pyyaml
-  "$PY" - "$CACHE_DIR" <<'EOF'
-import pathlib, sys, mmcv
-pathlib.Path(mmcv.__file__).with_name(".model_hub_mmdet_build_key").write_text(sys.argv[1])
+  # (Not through `import mmcv`: mmcv 2.x imports mmengine, which comes with the package's extra below.)
+  "$PY" - "$MMCV_DIST" "$CACHE_DIR" <<'EOF'
+import importlib.metadata as md, pathlib, sys
+pathlib.Path(md.distribution(sys.argv[1]).locate_file("mmcv/.model_hub_mmdet_build_key")).write_text(sys.argv[2])
 EOF
 fi
 
-step "model_hub_mmdet with mmdet, determined, cloud SDKs and test tools"
-pip_quiet install -q -e "$ROOT[test]"
+# The package with the generation's extra. Skipped (pip alone takes ~20 s to find nothing to do) when it is
+# installed editable from this tree, setup.py and pyproject.toml are unchanged since and every requirement of
+# the package and its extras is met.
+PKG_KEY="$ROOT [$EXTRAS] $(cat "$ROOT/setup.py" "$ROOT/pyproject.toml" | cksum)"
+package_current() {
+  "$PY" - "$PKG_KEY" "$EXTRAS" <<'EOF' 2>/dev/null
+import importlib.metadata as md, pathlib, sys
+from pip._vendor.packaging.requirements import Requirement
+dist = md.distribution("model_hub_mmdet")
+marker = pathlib.Path(dist._path) / "model_hub_mmdet_install_key"
+if not marker.exists() or marker.read_text() != sys.argv[1]:
+    sys.exit(1)
+extras = [""] + sys.argv[2].split(",")
+for spec in dist.requires or []:
+    req = Requirement(spec)
+    if req.marker and not any(req.marker.evaluate({"extra": e}) for e in extras):
+        continue
+    if not req.specifier.contains(md.version(req.name), prereleases=True):
+        sys.exit(1)
+EOF
+}
+if package_current; then
+  step "model_hub_mmdet[$EXTRAS] already installed"
+else
+  step "model_hub_mmdet[$EXTRAS]: mmdet $MMDET.x, determined, cloud SDKs and test tools"
+  pip_quiet install -q -e "$ROOT[$EXTRAS]"
+  # mmengine's wheel asks for opencv-python, which shares the cv2 package with opencv-python-headless and needs
+  # libGL: when pip has added it, cv2 is made headless's again (pip sees both requirements met).
+  if satisfied opencv-python opencv-python-headless; then
+    headless="opencv-python-headless==$("$PY" -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"
+    pip_quiet install -q --no-deps --force-reinstall "$headless"
+  fi
+  "$PY" - "$PKG_KEY" <<'EOF'
+import importlib.metadata as md, pathlib, sys
+pathlib.Path(md.distribution("model_hub_mmdet")._path, "model_hub_mmdet_install_key").write_text(sys.argv[1])
+EOF
+fi
 
 step "checking the stack imports"
-"$PY" - <<'EOF'
-import model_hub_mmdet  # noqa: F401  (applies compat fixes, registers backends)
-import torch, mmcv, mmdet, determined
+"$PY" - "$MMDET" "$MMCV_DIST" <<'EOF'
+import logging, sys, warnings
+warnings.simplefilter("ignore")  # mmcv-full's notice about mmcv 2.0; checked here is that it all imports
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found" on CPUs
+import determined, mmcv, mmdet, torch
 from mmcv.ops import nms  # noqa: F401  (compiled ops are present)
-print(f"torch {torch.__version__}  mmcv-full {mmcv.__version__}  mmdet {mmdet.__version__}  determined {determined.__version__}")
+versions = [f"torch {torch.__version__}", f"{sys.argv[2]} {mmcv.__version__}"]
+if sys.argv[1] == "3":
+    import mmengine
+    versions.append(f"mmengine {mmengine.__version__}")
+versions += [f"mmdet {mmdet.__version__}", f"determined {determined.__version__}"]
+assert mmdet.__version__.startswith(sys.argv[1] + "."), f"mmdet {mmdet.__version__} is not MMDetection {sys.argv[1]}.x"
+print("  ".join(versions))
 EOF
 [ "$VENV" = none ] || step "done: activate with 'source $VENV/bin/activate'"
