@@ -1,0 +1,350 @@
+"""Config trees and dotted ``override_mmdet_config`` keys, for both MMDetection generations (no mmcv/mmengine).
+
+A config is dicts, lists and tuples. Paths are tuples of strings: dict keys, and list/tuple indices as numeric
+strings (``("train_dataloader", "dataset", "pipeline", "2")``), the form override keys are written in.
+
+:class:`DottedOverrides` applies ``override_mmdet_config`` with these rules (the generation's adapter gives it the
+dict class its config uses, mmcv's or mmengine's ``ConfigDict``, and the top-level keys its ``Config`` reserves):
+
+* ``a.b.c: v`` sets ``c`` inside the existing dict ``a.b``; a new leaf under an existing dict is allowed, a
+  missing parent is an error naming the key and the closest existing keys.
+* Numeric segments index lists (``train_dataloader.dataset.pipeline.2.scale``); an out-of-range index names the
+  length.
+* ``X._delete_: true`` empties ``X`` first (applied before the other keys), so keys below ``X`` start afresh.
+* A dict value is merged into an existing dict with the config system's rules (``{_delete_: true, ...}``
+  replaces it, at any depth); a dict of numeric keys merged into a list changes those elements. Anything else
+  replaces. One exception: storage arguments (``file_client_args``/``backend_args``) naming another ``backend``
+  replace the old ones whole.
+* YAML has no tuples: a list replacing a tuple becomes a tuple (at any depth, also inside a replaced pipeline
+  step of the same ``type``), one scale replacing a list of scales becomes a tuple and several scales replacing
+  one become a list of tuples; a value replacing a float/int takes that type when the conversion is exact.
+* The caller's ``overrides`` are never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from model_hub_mmdet.errors import ConfigError
+
+Path = tuple[str, ...]
+DELETE = "_delete_"
+STORAGE_ARGS = ("file_client_args", "backend_args")
+MISSING: Any = object()
+
+
+# ------------------------------------------------------------------------------------------------ tree walking
+def children(node: Any) -> Iterable[tuple[str, Any]]:
+    """The (segment, value) pairs directly below ``node``: a dict's items, a list's or tuple's elements."""
+    if isinstance(node, Mapping):
+        return ((str(k), v) for k, v in node.items())
+    if isinstance(node, (list, tuple)):
+        return ((str(i), v) for i, v in enumerate(node))
+    return ()
+
+
+def dicts(tree: Any, path: Path = ()) -> Iterator[tuple[Path, Mapping]]:
+    """Every dict in ``tree`` (``tree`` itself first) with its path, parents before children."""
+    if isinstance(tree, Mapping):
+        yield path, tree
+    for seg, value in children(tree):
+        yield from dicts(value, path + (seg,))
+
+
+def key_paths(tree: Any, max_depth: int = 10, path: Path = ()) -> Iterator[Path]:
+    """The path of every dict key in ``tree``, depth first; paths longer than ``max_depth`` are not visited."""
+    if len(path) >= max_depth:
+        return
+    for seg, value in children(tree):
+        if isinstance(tree, Mapping):
+            yield path + (seg,)
+        yield from key_paths(value, max_depth, path + (seg,))
+
+
+def lookup(node: Any, segs: Iterable[str]) -> Any:
+    """The value at ``segs`` below ``node``, or :data:`MISSING`."""
+    for seg in segs:
+        if isinstance(node, Mapping) and seg in node:
+            node = node[seg]
+        elif isinstance(node, (list, tuple)) and seg.lstrip("-").isdigit() and -len(node) <= int(seg) < len(node):
+            node = node[int(seg)]
+        else:
+            return MISSING
+    return node
+
+
+# --------------------------------------------------------------------------------------------- type coercion
+def _is_seq(x: Any) -> bool:
+    return isinstance(x, (list, tuple))
+
+
+def _same_kind(value: Mapping, existing: Any) -> bool:
+    """A dict value may borrow types from ``existing`` if it is a dict of the same ``type`` (or untyped)."""
+    return isinstance(existing, Mapping) and value.get("type", existing.get("type")) == existing.get("type")
+
+
+def _template(existing: list | tuple, i: int, value: Any) -> Any:
+    """The element of ``existing`` that ``value`` (element ``i`` of the new list) replaces, if any."""
+    if isinstance(value, Mapping) and "type" in value:
+        # Pipelines: match steps by type, so a whole replaced pipeline keeps Resize.scale a tuple.
+        if i < len(existing) and _same_kind(value, existing[i]):
+            return existing[i]
+        return next((e for e in existing if _same_kind(value, e)), MISSING)
+    if i < len(existing):
+        return existing[i]
+    return existing[0] if existing else MISSING  # extra elements of a homogeneous list (more scales)
+
+
+def _coerce_sequence(value: list | tuple, existing: list | tuple) -> list | tuple:
+    flat = bool(existing) and not any(_is_seq(e) for e in existing)
+    if flat and value and all(_is_seq(v) for v in value):  # one scale (w, h) -> several scales
+        return [coerce_like(v, existing) for v in value]
+    nested = bool(existing) and all(_is_seq(e) for e in existing)
+    if nested and value and not any(_is_seq(v) or isinstance(v, Mapping) for v in value):  # several -> one
+        return coerce_like(value, existing[0])
+    items = [coerce_like(v, _template(existing, i, v)) for i, v in enumerate(value)]
+    return tuple(items) if isinstance(existing, tuple) else items
+
+
+def coerce_like(value: Any, existing: Any) -> Any:
+    """Convert a YAML ``value`` to the type of the ``existing`` config value where that is unambiguous."""
+    if existing is MISSING or existing is None or value is None:
+        return value
+    if _is_seq(existing) and _is_seq(value):
+        return _coerce_sequence(value, existing)
+    if isinstance(value, Mapping):
+        if not _same_kind(value, existing):
+            return value
+        return {k: coerce_like(v, existing.get(k, MISSING)) for k, v in value.items()}
+    if isinstance(existing, bool) or isinstance(value, bool):
+        return value
+    if isinstance(existing, float) and isinstance(value, (int, str)):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(existing, int) and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def strip_delete(value: Any) -> Any:
+    """``value`` without ``_delete_`` keys, at any depth (one left with nothing below it to replace would reach
+    the registry's build as an unknown argument)."""
+    if isinstance(value, Mapping):
+        return {k: strip_delete(v) for k, v in value.items() if k != DELETE}
+    if _is_seq(value):
+        return type(value)(strip_delete(v) for v in value)
+    return value
+
+
+def written_paths(value: Any, prefix: Path) -> Iterator[Path]:
+    """``prefix`` and every path inside ``value``: what an override wrote."""
+    yield prefix
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if k != DELETE:
+                yield from written_paths(v, prefix + (str(k),))
+    elif _is_seq(value):
+        for i, v in enumerate(value):
+            yield from written_paths(v, prefix + (str(i),))
+
+
+# ------------------------------------------------------------------------------------------------ the overrides
+class DottedOverrides:
+    """Applies ``override_mmdet_config`` to a config's root dict (see the module docstring for the rules).
+
+    Args:
+        make_dict: the config system's dict class (``ConfigDict``), so overridden parts keep attribute access.
+        reserved: top-level keys the generation's ``Config`` refuses.
+        setting: how messages name the setting.
+    """
+
+    def __init__(
+        self,
+        make_dict: Callable[..., Mapping] = dict,
+        reserved: Iterable[str] = (),
+        setting: str = "override_mmdet_config",
+    ) -> None:
+        self.make_dict = make_dict
+        self.reserved = tuple(reserved)
+        self.setting = setting
+
+    # -- public
+    def apply(self, root: Any, overrides: Mapping[str, Any] | None) -> set[Path]:
+        """Apply ``overrides`` to ``root`` (a config's dict) in place. Returns every path written."""
+        if not overrides:
+            return set()
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(
+                f"hyperparameters.{self.setting} must be a mapping of dotted keys to values,"
+                f" got {type(overrides).__name__}"
+            )
+        overrides = copy.deepcopy(dict(overrides))  # merging pops _delete_: never touch the caller's
+        for key in overrides:
+            first = self.segments(key)[0]
+            if first in self.reserved:
+                raise ConfigError(f"{self.setting}.{key}: the config system reserves the top-level key {first!r}")
+        written: set[Path] = set()
+        deleted = self._apply_deletes(root, overrides, written)
+        for key, value in overrides.items():
+            if self.segments(key)[-1] != DELETE:
+                self._apply_one(root, key, value, deleted)
+                written.update(written_paths(value, tuple(self.segments(key))))
+        return written
+
+    def to_config(self, value: Any) -> Any:
+        """Dicts (also inside lists/tuples) become the config's dict class."""
+        if isinstance(value, Mapping):
+            return self.make_dict({k: self.to_config(v) for k, v in value.items()})
+        if _is_seq(value):
+            return type(value)(self.to_config(v) for v in value)
+        return value
+
+    def segments(self, key: Any) -> list[str]:
+        """``a.b.0`` -> ``['a', 'b', '0']``; a malformed key is a ConfigError."""
+        if not isinstance(key, str) or not key or any(s == "" for s in key.split(".")):
+            raise ConfigError(f"{self.setting} key {key!r} is not a dotted path like 'optim_wrapper.optimizer.lr'")
+        return key.split(".")
+
+    # -- walking
+    def _suggest(self, root: Mapping, node: Mapping, path: list[str], seg: str) -> str:
+        """Closest keys next to ``seg`` plus same-named keys elsewhere in the config (a key at the wrong level)."""
+        keys = [str(k) for k in node.keys()]
+        close = [".".join(path + [c]) for c in difflib.get_close_matches(seg, keys, n=3, cutoff=0.5)]
+        elsewhere = [".".join(p) for p in key_paths(root) if p[-1] == seg and list(p) != path + [seg]]
+        found = list(dict.fromkeys(close + elsewhere[:3]))
+        if found:
+            return f"; closest: {', '.join(found)}"
+        where = ".".join(path) or "the top level"
+        return f"; keys at {where}: {', '.join(keys[:12])}{', ...' if len(keys) > 12 else ''}"
+
+    def _index(self, node: list | tuple, seg: str, key: str, path: list[str]) -> int:
+        where = ".".join(path) or "<config>"
+        if not seg.lstrip("-").isdigit():
+            raise ConfigError(f"{self.setting}.{key}: {where} is a list; use a numeric index, not {seg!r}")
+        idx = int(seg)
+        if not -len(node) <= idx < len(node):
+            raise ConfigError(
+                f"{self.setting}.{key}: index {idx} out of range for {where} (a list of length {len(node)})"
+            )
+        return idx
+
+    def _child(self, root: Mapping, node: Any, seg: str, key: str, path: list[str]) -> Any:
+        """Step from ``node`` into ``seg`` or raise a ConfigError that explains why it cannot."""
+        if isinstance(node, (list, tuple)):
+            return node[self._index(node, seg, key, path)]
+        if isinstance(node, Mapping):
+            if seg in node:
+                return node[seg]
+            missing = ".".join(path + [seg])
+            raise ConfigError(
+                f"{self.setting}.{key}: {missing} does not exist in the config{self._suggest(root, node, path, seg)}"
+            )
+        where = ".".join(path) or "<config>"
+        raise ConfigError(
+            f"{self.setting}.{key}: {where} is {type(node).__name__} ({node!r}), not a dict or list;"
+            f" set {where} itself or delete it first with {where}._delete_: true"
+        )
+
+    def _set(self, parent: Any, seg: str, value: Any, key: str, path: list[str]) -> None:
+        if isinstance(parent, list):
+            parent[self._index(parent, seg, key, path)] = value
+        elif isinstance(parent, Mapping):
+            parent[seg] = value
+        elif isinstance(parent, tuple):
+            raise ConfigError(
+                f"{self.setting}.{key}: {'.'.join(path)} is a tuple; replace it whole"
+                f" ({'.'.join(path)}: [...])"
+            )
+        else:
+            self._child({}, parent, seg, key, path)  # raises the "not a dict or list" error
+
+    # -- merging values
+    def _merged(self, value: Any, existing: Any, key: str, path: list[str]) -> Any:
+        """What to store at ``path``: dicts merge into dicts (``_delete_`` replaces), a dict of numeric keys merges
+        into a list, anything else replaces ``existing`` with types borrowed from it."""
+        if isinstance(value, Mapping):
+            value = dict(value)
+            replace = bool(value.pop(DELETE, False)) or _other_backend(value, existing, path)
+            if isinstance(existing, Mapping) and not replace:
+                out = self.make_dict(existing)
+                for k, v in value.items():
+                    out[k] = self._merged(v, existing.get(k, MISSING), key, path + [str(k)])
+                return out
+            numeric = value and all(str(k).lstrip("-").isdigit() for k in value)
+            if isinstance(existing, list) and not replace and numeric:
+                out_list = list(existing)
+                for k, v in value.items():
+                    idx = self._index(existing, str(k), key, path)
+                    out_list[idx] = self._merged(v, existing[idx], key, path + [str(k)])
+                return out_list
+        return self.to_config(coerce_like(strip_delete(value), existing))
+
+    def _apply_one(self, root: Mapping, key: str, value: Any, deleted: Mapping[Path, Any]) -> None:
+        """Set one dotted ``key`` to ``value`` (merged/coerced against what is there)."""
+        segs = self.segments(key)
+        node: Any = root
+        for i, seg in enumerate(segs[:-1]):
+            below_deleted = any(i >= len(f) and tuple(segs[: len(f)]) == f for f in deleted)
+            if below_deleted and isinstance(node, Mapping) and not isinstance(node.get(seg), (Mapping, list)):
+                node[seg] = self.make_dict()  # a _delete_d subtree is rebuilt from its keys
+            node = self._child(root, node, seg, key, segs[:i])
+        leaf = segs[-1]
+        if isinstance(node, (list, tuple)):
+            existing = node[self._index(node, leaf, key, segs[:-1])]
+        elif isinstance(node, Mapping):
+            existing = node.get(leaf, MISSING)
+        else:
+            existing = self._child(root, node, leaf, key, segs[:-1])  # raises the "not a dict or list" error
+        if existing is MISSING:  # below a _delete_d subtree the old value still tells the expected types
+            new = self.to_config(coerce_like(strip_delete(value), _deleted_template(deleted, segs)))
+        else:
+            new = self._merged(value, existing, key, segs)
+        self._set(node, leaf, new, key, segs[:-1])
+
+    def _apply_deletes(self, root: Mapping, overrides: Mapping[str, Any], written: set) -> dict[Path, Any]:
+        """Empty every ``X`` of an ``X._delete_: true`` key (shallowest first). Returns {path: old value}."""
+        deletes = sorted((k for k, v in overrides.items() if self.segments(k)[-1] == DELETE and v),
+                         key=lambda k: k.count("."))
+        deleted: dict[Path, Any] = {}
+        for key in deletes:
+            segs = self.segments(key)[:-1]
+            if not segs:
+                raise ConfigError(f"{self.setting}.{key}: _delete_ needs a key to delete, e.g. optim_wrapper._delete_")
+            node: Any = root
+            for i, seg in enumerate(segs[:-1]):
+                node = self._child(root, node, seg, key, segs[:i])
+            old = lookup(node, segs[-1:])
+            self._set(node, segs[-1], self.make_dict(), key, segs[:-1])
+            deleted[tuple(segs)] = old
+            written.add(tuple(segs))
+        return deleted
+
+
+def _other_backend(value: Mapping, existing: Any, path: list[str]) -> bool:
+    """Storage arguments of another backend replace the old ones: one backend's options mean nothing to another
+    (``{backend: disk}`` over ``{backend: s3, bucket_name: b}`` must not keep ``bucket_name``)."""
+    return (
+        bool(path)
+        and path[-1] in STORAGE_ARGS
+        and isinstance(existing, Mapping)
+        and "backend" in value
+        and value["backend"] != existing.get("backend")
+    )
+
+
+def _deleted_template(deleted: Mapping[Path, Any], segs: list[str]) -> Any:
+    """The value ``segs`` had before a ``_delete_`` of one of its ancestors, or :data:`MISSING`."""
+    for path, old in sorted(deleted.items(), key=lambda item: -len(item[0])):
+        if tuple(segs[: len(path)]) == path:
+            found = lookup(old, segs[len(path) :])
+            if found is not MISSING:
+                return found
+    return MISSING
