@@ -1,0 +1,41 @@
+"""The MMDetection 3.x adapter (mmdet 3.3, mmengine 0.10.7, mmcv 2.1): config, trial, data, schedules,
+evaluation, export.
+
+Imported only where mmdet 3.x is installed (``model_hub_mmdet.generation``). Importing it patches nothing;
+:func:`setup` does, explicitly. Same module names as ``model_hub_mmdet.mmdet2``, with mmengine inside.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ready = False
+
+
+def setup() -> None:
+    """Check and apply this generation's patches (:mod:`.patches`), register MMDetection's modules in mmengine's
+    registries (``mmdet.utils.register_all_modules``) and the storage backends with mmengine's file I/O
+    (idempotent). The checkpoint loaders are a patch entry."""
+    global _ready
+    if _ready:
+        return
+    from model_hub_mmdet.mmdet3 import fileio, patches
+
+    patches.apply()
+    from mmdet.utils import register_all_modules
+
+    register_all_modules(init_default_scope=True)
+    fileio.register()
+    _ready = True
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MMDetTrial":
+        from model_hub_mmdet.mmdet3.trial import MMDetTrial
+
+        return MMDetTrial
+    if name == "build_mmdet_config":
+        from model_hub_mmdet.mmdet3.config import build_mmdet_config
+
+        return build_mmdet_config
+    raise AttributeError(f"module 'model_hub_mmdet.mmdet3' has no attribute {name!r}")

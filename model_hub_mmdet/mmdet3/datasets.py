@@ -1,0 +1,133 @@
+"""Datasets of MMDetection 3.x: one-line errors for bad images and annotation files, and aspect-ratio groups.
+
+* mmcv 2.1's ``LoadImageFromFile.transform`` fails on an undecodable image with ``AssertionError('failed to load
+  image: ...')`` and on a missing one with whatever the backend raises; :func:`install_image_check` wraps it
+  (class-level, so pipelines built before it are covered) so that a failure the file explains becomes a
+  :class:`~model_hub_mmdet.bad_images.BadImageError` naming the file and why, which the ``data.bad_images``
+  policy acts on (:mod:`model_hub_mmdet.sampling`). A successful load costs nothing extra.
+* ``CocoDataset.load_data_list`` fails on a missing, non-JSON or non-COCO file with pycocotools' traceback;
+  :func:`install_annotation_check` names the file and the problem in one :class:`DataError` line.
+* :func:`aspect_ratio_flags` groups images as mmdet's ``AspectRatioBatchSampler`` does (width < height, or not).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from model_hub_mmdet.bad_images import BadImageError
+from model_hub_mmdet.errors import DataError, UserError
+from model_hub_mmdet.patch_registry import wrap_method
+
+
+def diagnose_image(filename: str, backend_args: Mapping | None = None) -> str | None:
+    """Why ``filename`` cannot be loaded as an image, or None when it can."""
+    import mmcv
+    from mmengine import fileio
+
+    try:
+        data = fileio.get(filename, backend_args=dict(backend_args) if backend_args else None)
+    except DataError as err:  # the object-store backends: names bucket and key, retries already spent
+        return str(err)
+    except FileNotFoundError:
+        return "file not found; check data_root/data_prefix and the annotation file's file_name"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if not data:
+        return "the file is empty (0 bytes); replace it or remove it from the annotation file"
+    try:
+        img = mmcv.imfrombytes(data)
+    except Exception:  # OpenCV/Pillow decoders raise assorted errors on garbage
+        img = None
+    if img is None:
+        return f"not a decodable image ({len(data)} bytes); replace it or remove it from the annotation file"
+    return None
+
+
+def _checked_transform(original: Any) -> Any:
+    def transform(self: Any, results: dict) -> Any:
+        try:
+            return original(self, results)
+        except UserError:
+            raise
+        except Exception as err:
+            filename = results.get("img_path") if isinstance(results, Mapping) else None
+            if filename is None:
+                raise
+            reason = diagnose_image(str(filename), getattr(self, "backend_args", None))
+            if reason is None:  # the file is fine: a bug elsewhere in the step, not bad data
+                raise
+            raise BadImageError(str(filename), reason) from err
+
+    return transform
+
+
+def install_image_check() -> None:
+    """Make ``LoadImageFromFile`` raise :class:`BadImageError` naming the file (idempotent)."""
+    from mmcv.transforms import LoadImageFromFile
+
+    wrap_method(LoadImageFromFile, "transform", _checked_transform)
+
+
+def diagnose_annotations(ann_file: str, backend_args: Mapping | None = None) -> str:
+    """What is wrong with a COCO annotation file that mmdet could not load."""
+    from mmengine import fileio
+
+    try:
+        text = fileio.get_text(ann_file, backend_args=dict(backend_args) if backend_args else None)
+    except DataError as err:
+        return str(err)
+    except FileNotFoundError:
+        return "file not found; check data_root and ann_file"
+    except (OSError, UnicodeDecodeError) as err:
+        return f"cannot be read ({err})"
+    try:
+        doc = json.loads(text)
+    except ValueError as err:
+        return f"not valid JSON ({err})"
+    if not isinstance(doc, dict):
+        return f"holds a JSON {type(doc).__name__}, not a COCO object with images, annotations and categories"
+    missing = [k for k in ("images", "annotations", "categories") if not isinstance(doc.get(k), list)]
+    if missing:
+        return f"has no list of {', '.join(missing)} (is it a COCO instances file?)"
+    return ""
+
+
+def _checked_load(original: Any) -> Any:
+    def load_data_list(self: Any) -> Any:
+        try:
+            return original(self)
+        except UserError:
+            raise
+        except Exception as err:
+            reason = diagnose_annotations(str(self.ann_file), getattr(self, "backend_args", None))
+            detail = reason or f"cannot be loaded by {type(self).__name__} ({type(err).__name__}: {err})"
+            raise DataError(f"{self.ann_file}: {detail}") from err
+
+    return load_data_list
+
+
+def install_annotation_check() -> None:
+    """Make ``CocoDataset.load_data_list`` raise one DataError line naming the file (idempotent)."""
+    from mmdet.datasets import CocoDataset
+
+    wrap_method(CocoDataset, "load_data_list", _checked_load)
+
+
+def aspect_ratio_flags(dataset: Any) -> np.ndarray:
+    """Per image, 0 when its width < height else 1: the two groups of mmdet's ``AspectRatioBatchSampler``. A
+    dataset without ``get_data_info`` sizes is one group."""
+    get = getattr(dataset, "get_data_info", None)
+    flags = np.ones(len(dataset), np.int64)
+    if get is None:
+        return flags
+    for i in range(len(dataset)):
+        try:
+            info = get(i)
+            flags[i] = 0 if info["width"] < info["height"] else 1
+        except (KeyError, TypeError, AttributeError, NotImplementedError):
+            return np.ones(len(dataset), np.int64)
+    return flags
