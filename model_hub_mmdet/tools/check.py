@@ -135,14 +135,17 @@ def context_problems(context_dir: Path) -> tuple[list[str], int | None]:
 # ------------------------------------------------------------------------------------------------- runner
 
 
-def check_experiment(path: str | os.PathLike, context_dir: str | os.PathLike | None = None) -> CheckReport:
+def check_experiment(
+    path: str | os.PathLike, context_dir: str | os.PathLike | None = None, conf: Mapping[str, Any] | None = None
+) -> CheckReport:
     """Validate offline everything about an experiment that can be validated without a cluster: the experiment
-    file here, then the MMDetection config with the installed generation's checks (``<adapter>.check``)."""
+    file here, then the MMDetection config with the installed generation's checks (``<adapter>.check``).
+    ``conf``: the experiment already loaded (``init``'s for a config, or with ``--cfg-options`` appended)."""
     from model_hub_mmdet import generation
 
     report = CheckReport()
     try:
-        conf = load_experiment(path)
+        conf = load_experiment(path) if conf is None else dict(conf)
     except UserError as err:
         report.problems.append(str(err))
         return report

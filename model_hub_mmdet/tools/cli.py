@@ -1,6 +1,9 @@
-"""``model-hub-mmdet``: check, train locally, print the final config, export checkpoints, make demo data.
+"""``model-hub-mmdet``: write an experiment from a config, check, train locally, print the final config, export
+checkpoints, make demo data.
 
-Errors a user can fix print one line and exit 1 (``--debug`` shows the traceback).
+``check``, ``train`` and ``print-config`` take an experiment YAML or an MMDetection ``.py`` config (the
+experiment ``init`` would write for it), and mmdet's ``--cfg-options KEY=VALUE ...``. Errors a user can fix print
+one line and exit 1 (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -10,19 +13,66 @@ import errno
 import json
 import logging
 import os
+import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from model_hub_mmdet.errors import UserError
 
 
+def _is_config(path: str) -> bool:
+    """An MMDetection config (``.py``) given where an experiment YAML is expected."""
+    return str(path).endswith(".py")
+
+
+def _cfg_options(args: argparse.Namespace) -> dict[str, Any]:
+    from model_hub_mmdet.tools.cfg_options import parse_cfg_options
+
+    return parse_cfg_options(getattr(args, "cfg_options", None))
+
+
+def _experiment(args: argparse.Namespace, slots: int | None = None) -> dict[str, Any]:
+    """The experiment a command works on: the YAML file, or for a ``.py`` config what ``init`` would write for it
+    (``slots``: its GPU count), with ``--cfg-options`` appended to ``override_mmdet_config``."""
+    from model_hub_mmdet.expconf import load_experiment
+    from model_hub_mmdet.tools.cfg_options import with_cfg_options
+
+    if _is_config(args.experiment):
+        from model_hub_mmdet.tools.init import experiment_for_config
+
+        conf = experiment_for_config(args.experiment, slots=slots, context_dir=args.context or ".").conf
+    else:
+        conf = load_experiment(args.experiment)
+    return with_cfg_options(conf, _cfg_options(args))
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from model_hub_mmdet.tools.init import experiment_for_config
+
+    result = experiment_for_config(
+        args.config, slots=args.slots, data=args.data, context_dir=args.context or ".", out_name=args.out or "EXP.yaml"
+    )
+    if not args.out:
+        print(result.text, end="")
+        return 0
+    Path(args.out).write_text(result.text, encoding="utf-8")
+    print(f"wrote {args.out}; next: model-hub-mmdet check {args.out} && det experiment create -f {args.out} .")
+    return 0
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
+    from model_hub_mmdet.tools.cfg_options import as_option_message
     from model_hub_mmdet.tools.check import check_experiment
 
-    report = check_experiment(args.experiment, args.context)
+    options = _cfg_options(args)
+    conf = _experiment(args) if options or _is_config(args.experiment) else None
+    report = check_experiment(args.experiment, args.context, conf=conf)
+    report.problems = [as_option_message(p, options) for p in report.problems]
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if report.ok:
@@ -38,9 +88,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_print_config(args: argparse.Namespace) -> int:
     from model_hub_mmdet import generation
-    from model_hub_mmdet.expconf import load_experiment, local_hparams, section
+    from model_hub_mmdet.expconf import local_hparams, section
 
-    conf = load_experiment(args.experiment)
+    conf = _experiment(args)
     context = args.context or "."
     config = generation.adapter("config")
     cfg = config.build_mmdet_config(local_hparams(section(conf, "hyperparameters")), section(conf, "data"), context)
@@ -69,7 +119,6 @@ def _torchrun(args: argparse.Namespace) -> int:
     """Re-run this command as ``--nproc`` local ranks (gloo on CPU); a rank that dies ends the run in one line."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
 
-    from model_hub_mmdet.expconf import load_experiment
     from model_hub_mmdet.local_ranks import RUN_DIR_ENV, root_cause, run_ranks
 
     argv, skip = [], False
@@ -82,7 +131,7 @@ def _torchrun(args: argparse.Namespace) -> int:
             continue
         argv.append(arg)
     # Every rank must write to the same run folder, so it is chosen here, once.
-    out = _run_dir(args, load_experiment(args.experiment))
+    out = _run_dir(args, _experiment(args, slots=args.nproc))
     if not args.out:
         argv += ["--out", str(out)]
     # The arguments travel in the environment: the launcher's own parser would claim options such as --local.
@@ -111,10 +160,16 @@ def _run_dir(args: argparse.Namespace, conf: dict[str, Any]) -> Path:
     return Path(args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
 
 
+def _ranks(args: argparse.Namespace) -> int:
+    return int(os.environ.get("WORLD_SIZE", getattr(args, "nproc", 1)))  # a rank's own argv has no --nproc
+
+
 def _again(args: argparse.Namespace, out: Path) -> str:
-    ranks = int(os.environ.get("WORLD_SIZE", getattr(args, "nproc", 1)))  # a rank's own argv has no --nproc
+    ranks = _ranks(args)
     nproc = f" --nproc {ranks}" if ranks > 1 else ""
-    return f"model-hub-mmdet train {args.experiment} --local{nproc} --out {out} --auto-resume"
+    options = getattr(args, "cfg_options", None)
+    options = " --cfg-options " + " ".join(shlex.quote(o) for o in options) if options else ""
+    return f"model-hub-mmdet train {args.experiment} --local{nproc}{options} --out {out} --auto-resume"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -127,11 +182,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 1
     if args.nproc > 1 and "RANK" not in os.environ:
         return _torchrun(args)
-    from model_hub_mmdet.expconf import entrypoint_class, load_experiment
+    from model_hub_mmdet.expconf import entrypoint_class
     from model_hub_mmdet.launch import load_trial_class
     from model_hub_mmdet.local import train_local
 
-    conf = load_experiment(args.experiment)
+    # A config trains what `init --slots N` writes, N = the local processes: each trains the config's per-GPU batch.
+    conf = _experiment(args, slots=_ranks(args))
     if int(os.environ.get("RANK", "0")) == 0:
         from model_hub_mmdet.tools.migrate import legacy_warnings
 
@@ -144,6 +200,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     chief = int(os.environ.get("RANK", "0")) == 0
     resume = _resume_from(args, out)
     again = _again(args, out)
+    if chief:  # the experiment as trained (a config's generated one, --cfg-options included), before it can fail
+        _save_experiment(conf, out)
     started = time.time()
     try:
         result = train_local(
@@ -170,8 +228,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
         ) from err
     if not chief:
         return 0
-    _finish_run(conf, result, out, time.time() - started)
+    _finish_run(conf, result, out, time.time() - started, cfg_options=_cfg_options(args))
     return 0
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML that writes tuples (``--cfg-options a="(1,2)"``) as lists; the overrides make them tuples again
+    where the config has one."""
+
+
+_Dumper.add_representer(tuple, lambda dumper, value: dumper.represent_list(list(value)))
+
+
+def _save_experiment(conf: dict[str, Any], out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "experiment.yaml"
+    path.write_text(yaml.dump(conf, Dumper=_Dumper, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def _resume_from(args: argparse.Namespace, out: Path) -> str | None:
@@ -211,14 +284,16 @@ def _newest_line(out: Path) -> str:
     return f"the newest complete checkpoint is {newest}; " if newest else "no checkpoint was completed; "
 
 
-def _finish_run(conf: dict[str, Any], result: Any, out: Path, seconds: float) -> None:
-    """Plots, a native mmdet export, predictions on a few validation images, and where everything is."""
+def _finish_run(
+    conf: dict[str, Any], result: Any, out: Path, seconds: float, cfg_options: dict[str, Any] | None = None
+) -> None:
+    """Plots, a native mmdet export, predictions on a few validation images, and where everything is.
+    ``metrics.json`` records the ``--cfg-options`` the run was trained with (``cfg_options``)."""
     from model_hub_mmdet.tools.report import draw_predictions, plot_curves
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(
-        json.dumps({"training": result.training, "validations": result.validations}, indent=1, default=float)
-    )
+    metrics = {"training": result.training, "validations": result.validations, "cfg_options": cfg_options or {}}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
     curves = plot_curves(result.training, result.validations, out / "curves.png")
     print(f"\ntrained {result.batches_trained} batches in {seconds / 60:.1f} min")
     if result.validations:
@@ -278,14 +353,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-hub-mmdet", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
+    experiment_help = "experiment YAML, or an MMDetection .py config (the experiment init would write for it)"
+    options_help = ("override config keys as mmdet's tools/train.py does (a.b=1 a=[1,2] a=\"(1,2)\"); applied after"
+                    " override_mmdet_config")
+
+    p = sub.add_parser("init", help="write a commented experiment YAML for an MMDetection config")
+    p.add_argument("config", help="an mmdet config: a path, or a name inside mmdet (ssd/ssd300_coco.py)")
+    p.add_argument("-o", "--out", help="write the YAML here (default: print it)")
+    p.add_argument("--slots", type=int, help="GPUs (slots per trial; default: from the config's name, else 8)")
+    p.add_argument("--data", help="read images and annotations from s3://BUCKET/PREFIX or gs://BUCKET/PREFIX")
+    p.add_argument("--context", help="context directory a relative config is looked up in (default: .)")
+    p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("check", help="validate an experiment YAML offline and summarise it")
-    p.add_argument("experiment")
+    p.add_argument("experiment", help=experiment_help)
     p.add_argument("--context", help="context directory (default: current directory, as det experiment create .)")
+    p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=options_help)
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("train", help="train an experiment on this machine with Determined's Trainer")
-    p.add_argument("experiment")
+    p.add_argument("experiment", help=experiment_help + "; with --nproc N, N slots")
+    p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=options_help)
     p.add_argument("--local", action="store_true", help="run here, without a cluster (required)")
     p.add_argument("--max-batches", type=int, help="train this many batches (default: searcher.max_length)")
     p.add_argument("--validation-period", type=int, help="validate every N batches")
@@ -301,8 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("print-config", help="print the final MMDetection config (secrets redacted)")
-    p.add_argument("experiment")
+    p.add_argument("experiment", help=experiment_help)
     p.add_argument("--context", help="context directory (default: current directory)")
+    p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=options_help)
     p.set_defaults(func=_cmd_print_config)
 
     p = sub.add_parser("export", help="write a native mmdet checkpoint (+ config .py) from a Determined checkpoint")
@@ -344,7 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         if args.debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        from model_hub_mmdet.tools.cfg_options import as_option_message
+
+        options = getattr(args, "cfg_options", None) or []
+        keys = {str(o).partition("=")[0].strip(): None for o in options}  # as parsed: only the keys matter here
+        print(f"error: {as_option_message(str(err), keys)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -357,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Commands that run MMDetection code (check and migrate need it only for part of their work, and say so).
-_NEEDS_MMDET = (_cmd_print_config, _cmd_export, _cmd_train)
+_NEEDS_MMDET = (_cmd_init, _cmd_print_config, _cmd_export, _cmd_train)
 
 if __name__ == "__main__":
     sys.exit(main())
