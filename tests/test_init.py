@@ -145,7 +145,8 @@ def test_init_errors_are_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
     with pytest.raises(ConfigError, match="^--slots"):
         experiment_for_config("ssd/ssd300_coco.py", slots=0)
     bad = tmp_path / "no_batch_4x2.py"
-    bad.write_text("_base_ = '{}'\ndata = dict(samples_per_gpu=0)\n".format(bundled_config_dir() / "ssd/ssd300_coco.py"))
+    base = bundled_config_dir() / "ssd/ssd300_coco.py"
+    bad.write_text(f"_base_ = '{base}'\ndata = dict(samples_per_gpu=0)\n")
     with pytest.raises(ConfigError, match="data.samples_per_gpu must be a whole number >= 1, got 0"):
         experiment_for_config(str(bad))
 
