@@ -69,6 +69,12 @@ def gpus_from_name(config_file: str | os.PathLike) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _count_in_name(config_file: str | os.PathLike) -> str:
+    """The ``8xb2`` part of the name as written (for the comment)."""
+    match = _GPUS_IN_NAME.search(Path(config_file).stem)
+    return match.group(0).strip("_-") if match else ""
+
+
 def storage_args(uri: str) -> dict[str, str]:
     """``data.file_client_args`` for ``--data``: ``s3://bucket/prefix`` or ``gs://bucket/prefix``."""
     parsed = urlparse(str(uri))
@@ -113,7 +119,7 @@ def experiment_for_config(
     if slots:
         gpus_why = "--slots"
     elif named:
-        gpus_why = f"the {named}x{facts.per_gpu_batch} in the config's name"
+        gpus_why = f"the {_count_in_name(config_file)} (GPUs x images per GPU) in the config's name"
     else:
         gpus_why = f"no GPU count in the config's name: mmdet's convention of {DEFAULT_GPUS}"
     src = dict(facts.sources)
@@ -123,7 +129,7 @@ def experiment_for_config(
     rows.add(0, "hyperparameters", None, "read by the trial (model_hub_mmdet.MMDetTrial)")
     rows.add(1, "config_file", str(config_file), "the config given to init (also found inside the installed mmdet)")
     rows.add(1, "global_batch_size", facts.per_gpu_batch * gpus,
-             f"{src.get('per_gpu_batch', 'per-GPU batch')}={facts.per_gpu_batch} x {gpus} GPUs (slots)")
+             f"{_said(src.get('per_gpu_batch', 'per-GPU batch'), facts.per_gpu_batch)} x {gpus} GPUs (slots)")
     rows.add(1, "override_mmdet_config", {}, "dotted config keys applied last, e.g. optimizer.lr: 0.01")
     rows.add(0, "searcher", None, "one trial with the config's own schedule")
     rows.add(1, "name", "single", "one trial, as mmdet's tools/train.py")
@@ -132,15 +138,15 @@ def experiment_for_config(
     rows.add(1, "smaller_is_better", False, "mAP and recall: larger is better")
     rows.add(1, "max_length", None, "the config's schedule" + (", in iterations (batches)" if facts.by_iteration
                                                                else ""))
-    rows.add(2, unit, facts.length, f"{src.get('length', 'the schedule')}={facts.length}")
+    rows.add(2, unit, facts.length, _said(src.get("length", "the schedule"), facts.length))
     if facts.val_interval:
         rows.add(0, "min_validation_period", None, "the config's evaluation interval")
-        rows.add(1, unit, facts.val_interval, f"{src.get('val_interval', 'evaluation interval')}={facts.val_interval}")
+        rows.add(1, unit, facts.val_interval, _said(src.get("val_interval", "evaluation interval"), facts.val_interval))
     if facts.checkpoint_interval:
         by_iter = facts.by_iteration if facts.checkpoint_by_iteration is None else facts.checkpoint_by_iteration
         rows.add(0, "min_checkpoint_period", None, "the config's checkpoint interval")
         rows.add(1, "batches" if by_iter else "epochs", facts.checkpoint_interval,
-                 f"{src.get('checkpoint_interval', 'checkpoint interval')}={facts.checkpoint_interval}")
+                 _said(src.get("checkpoint_interval", "checkpoint interval"), facts.checkpoint_interval))
     rows.add(0, "resources", None, "one slot per GPU")
     rows.add(1, "slots_per_trial", gpus, gpus_why)
     if file_client_args:
@@ -162,6 +168,12 @@ def experiment_for_config(
         header.append("# Data: read from the config's paths; init --data s3://BUCKET/PREFIX (or gs://) reads a bucket.")
     text = "\n".join(header + rows.render()) + "\n"
     return InitResult(text=text, conf=yaml.safe_load(text))
+
+
+def _said(source: str, value: Any) -> str:
+    """``key=value`` for a comment, a note in parentheses kept after it: ``train_cfg.val_interval=10 (...)``."""
+    key, paren, note = source.partition(" (")
+    return f"{key}={value}" + (f" ({note}" if paren else "")
 
 
 class _Rows:
