@@ -148,6 +148,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_path: str | os.PathLike
         raise WeightsError(f"export target {out} is a directory; give a file name such as {out / 'model.pth'}")
     with checkpoint_dir(checkpoint) as ckpt_dir:
         state, meta = _read_trial_checkpoint(ckpt_dir)
+    if meta.get("ema_swapped_in") is False:  # trained with an EMA hook: export the EMA weights, as mmdet saves them
+        from model_hub_mmdet.mmdet2.hooks import ema_state_dict
+
+        state = OrderedDict(ema_state_dict(state, swapped_in=False))
     native = {
         "meta": native_meta(meta, str(checkpoint)),
         "state_dict": OrderedDict((k, v.detach().cpu()) for k, v in state.items()),

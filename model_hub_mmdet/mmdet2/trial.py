@@ -51,6 +51,7 @@ from model_hub_mmdet.mmdet2.evaluation import (  # noqa: E402
     evaluate_predictions,
     evaluation_subset,
 )
+from model_hub_mmdet.mmdet2.hooks import STATE_KEY, HookRunner, build_hook_runner  # noqa: E402
 from model_hub_mmdet.workers import worker_niceness  # noqa: E402
 
 logger = logging.getLogger("model_hub_mmdet")
@@ -65,10 +66,11 @@ class MMDetTrialCallback(pytorch.PyTorchCallback):
         self.trial = trial
 
     def state_dict(self) -> dict[str, Any]:
-        return {"batches_trained": self.trial.batches_trained}
+        return {"batches_trained": self.trial.batches_trained, STATE_KEY: self.trial.hook_runner.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.trial.restore_position(int(state_dict.get("batches_trained", 0)))
+        self.trial.hook_runner.load_state_dict(state_dict.get(STATE_KEY) or {})
 
     def on_checkpoint_save_start(self, checkpoint: dict[str, Any]) -> None:
         check_finite_weights(checkpoint.get("models_state_dict") or [])
@@ -80,8 +82,10 @@ class MMDetTrialCallback(pytorch.PyTorchCallback):
 
     def on_validation_start(self) -> None:
         self.trial.release_finished_training_loader()
+        self.trial.hook_runner.before_val()  # custom_hooks' before_val_epoch; EMA weights in for validation
 
     def on_validation_end(self, metrics: dict[str, Any]) -> None:
+        self.trial.hook_runner.after_val()
         raise_deferred_error(metrics)  # an evaluation error: one line, on every slot (see gather.py)
 
     def on_checkpoint_upload_end(self, uuid: str) -> None:
@@ -158,6 +162,9 @@ class MMDetTrial(pytorch.PyTorchTrial):
             enabled=self.scaler is None,  # fp16's GradScaler handles overflow itself
         )
         self._check_cumulative_gradients()
+        self.hook_runner = self.build_hook_runner()
+        self.hook_runner.optimizer = self.optimizer
+        self.hook_runner.call("before_run")
         self.gatherer = context.wrap_reducer(
             PredictionGatherer(self.evaluate, len(self.val_dataset), partial_ok=self._partial_validation_reason,
                                defer_errors=True),
@@ -242,6 +249,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
             "CLASSES": list(self.detector.CLASSES or []),
             "mmdet_version": mmdet.__version__,
             "mmcv_version": mmcv.__version__,
+            "ema_swapped_in": self.hook_runner.ema_swapped_in if self.hook_runner.has_ema else None,
         }
 
     # -------------------------------------------------------------------------------------- datasets
@@ -428,6 +436,20 @@ class MMDetTrial(pytorch.PyTorchTrial):
 
         return build_schedule(self.cfg, self.optimizer, self.iters_per_epoch, self.max_iters)
 
+    def build_hook_runner(self) -> HookRunner:
+        """The runner facade that calls the config's ``custom_hooks`` as mmcv's runner would
+        (:mod:`model_hub_mmdet.mmdet2.hooks`)."""
+        return build_hook_runner(
+            self.cfg.get("custom_hooks"),
+            self.detector,
+            train_dataset=self.train_dataset,
+            val_dataset=self.val_dataset,
+            iters_per_epoch=lambda: self.iters_per_epoch,
+            max_iters=lambda: self.max_iters,
+            batch_size=self.per_slot_batch_size,
+            meta={"seed": self.seed, "exp_name": Path(str(self.hparams.get("config_file") or "")).name},
+        )
+
     def build_callbacks(self) -> dict[str, pytorch.PyTorchCallback]:
         return {checkpoints.CALLBACK_KEY: MMDetTrialCallback(self)}
 
@@ -440,6 +462,10 @@ class MMDetTrial(pytorch.PyTorchTrial):
     def train_batch(self, batch: Any, epoch_idx: int, batch_idx: int) -> dict[str, Any]:
         """One optimisation step; returns ``loss``, every logged loss term, ``lr`` (and ``grad_norm``)."""
         self.schedule.before_iter(self.batches_trained)
+        # the run's first epoch (later ones start right after the previous epoch's last batch)
+        if self.hook_runner.start_epoch_if_due(self.batches_trained):
+            self.release_training_workers()
+        self.hook_runner.before_iter(self.batches_trained)
         data = unwrap_batch(batch, self.context.device)
         self.guard.start_batch(batch_idx, data.get("img_metas"))
         with self._autocast():
@@ -451,6 +477,8 @@ class MMDetTrial(pytorch.PyTorchTrial):
         else:
             self.optimizer.zero_grad(set_to_none=True)
         self.batches_trained += 1
+        if self.hook_runner.after_iter(loss.detach(), log_vars, len(data.get("img_metas") or ())):
+            self.release_training_workers()  # a hook changed the pipeline (YOLOX's mode switch)
         metrics = dict(log_vars)
         metrics["lr"] = self.schedule.current_lr()
         metrics["skipped_samples"] = skipped_samples(batch)

@@ -1,34 +1,68 @@
-"""COCO annotation files checked before any training: every problem is one line that names the file.
+"""COCO annotation files in two tiers: what MMDetection cannot train on, and what it tolerates.
 
-mmdet 2.28 reads a COCO file with pycocotools, which assumes a well-formed file: ``{not json`` surfaces as
-``TypeError: JSONDecodeError.__init__() missing 2 required positional arguments`` (mmcv's ``build_from_cfg``
-re-raises every error as ``type(e)(message)``), a missing key as a bare ``KeyError``, annotations of unknown
-images or categories and zero-size boxes are dropped without a word, and ``classes`` that are not categories of
-the file silently shift every label.
+The rule: never stricter than MMDetection on data it trains on, never silently different from it.
 
-:func:`validate_coco_annotations` lists the problems of a file (or of an already parsed object);
-:func:`install` makes ``CocoDataset.load_annotations`` (and so every subclass that does not override it, at any
-dataset-wrapper depth) raise :class:`AnnotationError` with them. It wraps mmdet's loader rather than replacing
-it: the file is parsed once, by pycocotools, and the check then reads the parsed dict; only when mmdet's own
-loading fails is the file read again to say why.
+* **Refused** (one line naming the file, before any training): what mmdet 2.28 cannot train on. Not JSON, not an
+  object, a missing section, entries of the wrong type or without the keys mmdet reads (``file_name``, ``width``,
+  ``height``; an annotation's ``id``, ``image_id``, ``category_id``, ``bbox`` of four finite numbers, and ``area``
+  where mmdet reads it), ids that break the file's structure (duplicate image, category or annotation ids), two
+  categories of one class name, and ``classes`` that would get labels other than their index (below).
+* **Trained exactly as mmdet trains it**, counted in one warning line per file with a first example of each kind:
+  boxes mmdet drops (outside the image, area <= 0, width or height < 1), annotations marked ``ignore``, of a
+  category outside ``classes``, of an image or category id the file does not list, crowd regions (ignored boxes),
+  images without annotations of the classes (left out of training by ``filter_empty_gt``).
+
+Labels: ``CocoDataset.load_annotations`` numbers the labels in the order of the file's categories that are named
+in ``classes``, not in the order of ``classes``, while the model and the exported checkpoint name label ``k``
+``classes[k]``. A class the file lacks, or categories in another order, would silently give classes the wrong
+label; that is refused exactly when some class would get a label other than its index, naming the classes and an
+order that works. Missing classes after every present one shift nothing: a warning.
+
+Where mmdet raised for a bad file, the error here is a subclass of what it raised too (``AssertionError`` for
+duplicate annotation ids, ``KeyError`` for a missing key, ``TypeError`` for a wrong type), so code that caught
+mmdet's error still catches it.
+
+:func:`install` wraps ``CocoDataset.load_annotations`` (and so every subclass that does not override it): mmdet
+parses the file once, with pycocotools, and the check reads pycocotools' index and the parsed dict. Only when
+mmdet's own loading fails is the file read again, to say why. ``bench/coco_annotations.py`` measures the cost.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
 import os
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from model_hub_mmdet.errors import DataError
 from model_hub_mmdet.mmdet2.datasets.patching import wrap_method
 
+logger = logging.getLogger("model_hub_mmdet")
+
 SECTIONS = ("images", "annotations", "categories")
+DROPPED = "boxes of zero area, under 1 px wide or high, or outside their image (dropped)"
 
 
 class AnnotationError(DataError):
-    """An annotation file that cannot be used; the message names the file and every problem, on one line."""
+    """An annotation file MMDetection cannot train on; the message names the file and every problem, on one line.
+
+    Raised as a subclass that also derives from the exceptions mmdet itself raised for the same file (see
+    :func:`error_class`)."""
+
+    def __str__(self) -> str:  # KeyError's own str() would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+@functools.cache
+def error_class(*mmdet_errors: type[BaseException]) -> type[AnnotationError]:
+    """:class:`AnnotationError` that is also each of ``mmdet_errors`` (e.g. ``AssertionError``)."""
+    bases = tuple(e for e in dict.fromkeys(mmdet_errors) if not issubclass(AnnotationError, e))
+    if not bases:
+        return AnnotationError
+    return type("AnnotationError", (AnnotationError, *bases), {"__module__": __name__})
 
 
 def _kind(value: Any) -> str:
@@ -58,30 +92,293 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
-def _is_positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class _Tally:
-    """Problems of one kind counted, with the first occurrence as an example: one line per kind."""
+    """Problems of one kind counted, with the first occurrence as an example."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         self.first: dict[str, str] = {}
 
-    def add(self, problem: str, where: str) -> None:
-        if problem not in self.counts:
-            self.counts[problem] = 0
-            self.first[problem] = where
-        self.counts[problem] += 1
+    def add(self, kind: str, where: str, count: int = 1) -> None:
+        if kind not in self.counts:
+            self.counts[kind] = 0
+            self.first[kind] = where
+        self.counts[kind] += count
 
     def lines(self) -> list[str]:
-        out = []
-        for problem, count in self.counts.items():
-            out.append(f"{problem}: {count} (first: {self.first[problem]})")
-        return out
+        return [f"{kind}: {count} (first: {self.first[kind]})" for kind, count in self.counts.items()]
 
 
+class AnnotationReport:
+    """What :func:`inspect_coco` found: ``problems`` refuse the file, ``warnings`` describe what mmdet tolerates
+    (and how it trains it); ``raises`` are the exception types mmdet raised or would raise for the problems."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+        self.raises: list[type[BaseException]] = []
+
+    def refuse(self, problem: str, raises: type[BaseException] | None = None) -> None:
+        self.problems.append(problem)
+        if raises is not None:
+            self.raises.append(raises)
+
+    def error(self, name: str, limit: int = 5) -> AnnotationError:
+        """One error line for the problems, naming the file ``name``."""
+        more = f"; and {len(self.problems) - limit} more" if len(self.problems) > limit else ""
+        raises = sorted(set(self.raises), key=lambda e: e.__name__)
+        return error_class(*raises)(f"{name}: {'; '.join(self.problems[:limit])}{more}")
+
+    def warning_line(self, name: str) -> str | None:
+        """The one warning line of the file, or None when there is nothing to say."""
+        if not self.warnings:
+            return None
+        return f"{name}: trained as MMDetection trains it: {'; '.join(self.warnings)}"
+
+
+# ------------------------------------------------------------------------------------------------- tier 1
+def _entries(items: Sequence[Any], section: str, keys: dict[str, Any], report: AnnotationReport) -> dict[Any, Any]:
+    """Check the entries of ``images``/``categories`` (objects with an id and ``keys``: key -> test); return them
+    by id."""
+    tally: dict[str, tuple[int, str, type[BaseException]]] = {}
+
+    def add(kind: str, where: str, raises: type[BaseException]) -> None:
+        count, first, _ = tally.get(kind, (0, where, raises))
+        tally[kind] = (count + 1, first, raises)
+
+    by_id: dict[Any, Any] = {}
+    for pos, item in enumerate(items):
+        where = f"{section}[{pos}]"
+        if not isinstance(item, Mapping):
+            add(f"{section} entries that are not objects", f"{where} is a {_kind(item)}", TypeError)
+            continue
+        ident = item.get("id")
+        if not _is_id(ident):
+            add(f"{section} entries without an 'id'", f"{where} id={_short(ident)}",
+                KeyError if "id" not in item else TypeError)
+            continue
+        if ident in by_id:
+            add(f"{section} entries with a duplicate 'id'", f"{where} id {_short(ident)}", AssertionError)
+            continue
+        complete = True
+        for key, test in keys.items():
+            value = item.get(key)
+            if not test(value):
+                add(f"{section} entries without {test.__doc__} '{key}'", f"{where} {key}={_short(value)}",
+                    KeyError if key not in item else TypeError)
+                complete = False
+        if complete:  # the later checks read these keys
+            by_id[ident] = item
+    for kind, (count, first, raises) in tally.items():
+        report.refuse(f"{kind}: {count} (first: {first})", raises)
+    return by_id
+
+
+def _number(value: Any) -> bool:
+    """a number"""
+    return _is_number(value)
+
+
+def _text(value: Any) -> bool:
+    """a string"""
+    return isinstance(value, str) and bool(value)
+
+
+def _sections(obj: Any, report: AnnotationReport) -> dict[str, Sequence[Any] | None]:
+    if not isinstance(obj, Mapping):
+        report.refuse(f"must be a JSON object with {', '.join(SECTIONS)} (COCO format), but the file holds a JSON"
+                      f" {_kind(obj)}", TypeError)
+        return dict.fromkeys(SECTIONS)
+    sections: dict[str, Sequence[Any] | None] = {}
+    for key in SECTIONS:
+        value = obj.get(key)
+        if key not in obj:
+            report.refuse(f"has no '{key}' list (COCO format needs {', '.join(SECTIONS)})", KeyError)
+        elif not isinstance(value, (list, tuple)):
+            report.refuse(f"'{key}' must be a list, got a JSON {_kind(value)}", TypeError)
+        sections[key] = value if isinstance(value, (list, tuple)) else None
+    return sections
+
+
+# --------------------------------------------------------------------------------------------- the labels
+def _label_problems(
+    cats: Sequence[Mapping[str, Any]], classes: Sequence[str], report: AnnotationReport, warn: _Tally
+) -> list[Any]:
+    """mmdet's ``cat_ids`` (``coco.get_cat_ids(cat_names=classes)``: the file's order); refuse when a class
+    would get a label other than its index in ``classes``."""
+    wanted = set(classes)
+    named = [c for c in cats if isinstance(c, Mapping) and c.get("name") in wanted]
+    names = [c["name"] for c in named]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        report.refuse(f"categories that share a class name get one label each, more labels than classes:"
+                      f" {', '.join(_short(n, 40) for n in twice[:10])}; rename or remove the extra categories")
+        return [c["id"] for c in named]
+    label = {name: k for k, name in enumerate(names)}
+    missing = [c for c in classes if c not in label]
+    wrong = [(k, c) for k, c in enumerate(classes) if c in label and label[c] != k]
+    if wrong:
+        shown = ", ".join(f"{_short(c, 40)} (index {k}) would be label {label[c]}" for k, c in wrong[:5])
+        lacks = f"; the file lacks {', '.join(_short(c, 40) for c in missing[:5])}" if missing else ""
+        order = ", ".join(_short(c, 40) for c in [*names, *missing])
+        report.refuse(
+            f"classes would get other labels than their index, since mmdet numbers the labels in the order of the"
+            f" file's categories: {shown}{', ...' if len(wrong) > 5 else ''}{lacks}; an order of classes that"
+            f" works: ({order})"
+        )
+    elif missing:
+        warn.add("classes without a category in the file (no label shifts: they come after every present class)",
+                 ", ".join(_short(c, 40) for c in missing[:5]), len(missing))
+    return [c["id"] for c in named]
+
+
+# ----------------------------------------------------------------------------------------- the annotations
+def _bad_annotation(ann: Any) -> tuple[str, str, type[BaseException]]:
+    """Why ``CocoDataset`` cannot read ``ann`` (kind, example, what mmdet raises); only for the few that fail the
+    fast path of :func:`_annotations`."""
+    if not isinstance(ann, Mapping):
+        return "annotations that are not objects", f"is a {_kind(ann)}", TypeError
+    for key in ("id", "image_id", "category_id", "bbox"):
+        if key not in ann:
+            return f"annotations without {key!r}", f"id {_short(ann.get('id'))}", KeyError
+    for key in ("id", "image_id", "category_id"):
+        try:
+            hash(ann[key])
+        except TypeError:  # pycocotools keys its index by these
+            return f"annotations with an unusable {key!r}", f"{key}={_short(ann[key])}", TypeError
+    bbox = ann["bbox"]
+    return ("annotations without a 'bbox' of 4 finite numbers [x, y, width, height]",
+            f"id {_short(ann['id'])} bbox={_short(bbox)}", TypeError)
+
+
+def _annotations(
+    anns: Sequence[Any],
+    sizes: Mapping[Any, tuple[Any, Any]],
+    all_cats: Mapping[Any, Any],
+    cat_ids: set,
+    report: AnnotationReport,
+    warn: _Tally,
+    coco: Any,
+) -> set:
+    """Check each annotation as ``CocoDataset._parse_ann_info`` reads it, in its order of tests; return the ids of
+    the images that hold an annotation of ``cat_ids`` (mmdet's ``ids_in_cat``). ``sizes``: image id -> (width,
+    height). This loop is the check's whole cost on a large file (bench/coco_annotations.py): one fast path, and
+    the reasons are worked out only for annotations that leave it."""
+    bad: dict[str, tuple[int, str, type[BaseException]]] = {}
+
+    def refuse(kind: str, where: str, raises: type[BaseException]) -> None:
+        count, first, _ = bad.get(kind, (0, where, raises))
+        bad[kind] = (count + 1, first, raises)
+
+    index = getattr(coco, "catToImgs", None)
+    ids_in_cat: set = set()
+    if index is not None:  # mmdet's own _filter_imgs reads the same index
+        for cat_id in cat_ids:
+            ids_in_cat.update(index.get(cat_id, ()))
+    # pycocotools keys its index by annotation id: as many entries as annotations means no duplicates
+    seen: set | None = None if coco is not None and len(getattr(coco, "anns", ())) == len(anns) else set()
+    for pos, ann in enumerate(anns):
+        try:
+            image_id, cat_id = ann["image_id"], ann["category_id"]
+            x1, y1, w, h = ann["bbox"]
+            total = x1 + y1 + w + h
+            if total - total != 0:  # NaN or infinite (or not numbers: TypeError)
+                raise ValueError
+            size = sizes.get(image_id)
+            in_classes = cat_id in cat_ids
+            if seen is not None:
+                ident = ann["id"]
+                if ident in seen:
+                    refuse("annotations with a duplicate 'id'", f"annotations[{pos}] id {_short(ident)}",
+                           AssertionError)
+                seen.add(ident)
+        except Exception:  # noqa: BLE001 - KeyError, TypeError, ValueError: worked out below
+            kind, example, raises = _bad_annotation(ann)
+            refuse(kind, f"annotations[{pos}] {example}", raises)
+            continue
+        if size is None:
+            warn.add("annotations of an image id not in 'images' (never read)",
+                     f"annotations[{pos}] id {_short(ann.get('id'))} image_id={_short(image_id)}")
+            continue
+        if in_classes and index is None:
+            ids_in_cat.add(image_id)  # any annotation of the classes counts, even one mmdet drops
+        if ann.get("ignore", False):
+            warn.add("annotations marked 'ignore' (skipped)", f"annotations[{pos}] id {_short(ann.get('id'))}")
+            continue
+        width, height = size
+        right, bottom = x1 + w, y1 + h
+        inter_w = (right if right < width else width) - (x1 if x1 > 0 else 0)
+        inter_h = (bottom if bottom < height else height) - (y1 if y1 > 0 else 0)
+        if inter_w <= 0 or inter_h <= 0 or inter_w * inter_h == 0:
+            warn.add(DROPPED, f"annotations[{pos}] id {_short(ann.get('id'))} on image {_short(image_id)}, bbox"
+                     f" {_short(ann['bbox'])}")
+            continue
+        area = ann.get("area")
+        if type(area) is not float and type(area) is not int and not isinstance(area, (int, float)):
+            refuse("annotations without an 'area' number", f"annotations[{pos}] id {_short(ann.get('id'))}",
+                   KeyError if "area" not in ann else TypeError)
+            continue
+        if area <= 0 or w < 1 or h < 1:
+            warn.add(DROPPED, f"annotations[{pos}] id {_short(ann.get('id'))} on image {_short(image_id)}, bbox"
+                     f" {_short(ann['bbox'])}")
+        elif not in_classes:
+            kind = ("annotations of a category id not in 'categories' (dropped)" if cat_id not in all_cats
+                    else "annotations of categories outside classes (dropped)")
+            warn.add(kind, f"annotations[{pos}] id {_short(ann.get('id'))} category_id={_short(cat_id)}")
+        elif ann.get("iscrowd", False):
+            warn.add("crowd regions (ignored boxes)", f"annotations[{pos}] id {_short(ann.get('id'))} on image"
+                     f" {_short(image_id)}")
+    for kind, (count, first, raises) in bad.items():
+        report.refuse(f"{kind}: {count} (first: {first})", raises)
+    return ids_in_cat
+
+
+def inspect_coco(
+    obj: Any,
+    classes: Sequence[str] | None = None,
+    *,
+    coco: Any = None,
+    filter_empty_gt: bool = True,
+    test_mode: bool = False,
+) -> AnnotationReport:
+    """Both tiers of a parsed COCO annotation object (messages without the file name).
+
+    ``classes``: the dataset's ``CLASSES`` (None: the labels are not checked). ``coco``: mmdet's pycocotools
+    index of ``obj`` when it exists (its dicts make the id checks cheap). ``filter_empty_gt`` and ``test_mode``
+    as the dataset's: they say what happens to images without annotations.
+    """
+    report = AnnotationReport()
+    warn = _Tally()
+    sections = _sections(obj, report)
+    images, cats, anns = sections["images"], sections["categories"], sections["annotations"]
+    imgs = _entries(images, "images", {"file_name": _text, "width": _number, "height": _number}, report) \
+        if images is not None else {}
+    before = len(report.problems)
+    all_cats = _entries(cats, "categories", {"name": _text}, report) if cats is not None else {}
+    cats_ok = len(report.problems) == before  # labels are only worth checking on well-formed categories
+    cat_ids: set = set()
+    if cats is not None and classes is not None and cats_ok:
+        cat_ids = set(_label_problems(cats, list(classes), report, warn))
+    elif cats is not None:
+        cat_ids = set(all_cats)
+    if anns is not None:
+        sizes = {ident: (img["width"], img["height"]) for ident, img in imgs.items()}
+        ids_in_cat = _annotations(anns, sizes, all_cats, cat_ids, report, warn, coco)
+        empty = [i for i in imgs if i not in ids_in_cat]
+        if empty:
+            fate = "left out of training (filter_empty_gt)" if filter_empty_gt and not test_mode else \
+                "kept, without ground truth"
+            warn.add(f"images without annotations of the classes ({fate})", f"image id {_short(empty[0])}",
+                     len(empty))
+    report.warnings = warn.lines()
+    return report
+
+
+# -------------------------------------------------------------------------------------------- file access
 def _read(path: str | os.PathLike, file_client_args: Mapping | None) -> tuple[Any, str | None]:
     """The parsed file, or (None, problem)."""
     try:
@@ -116,96 +413,23 @@ def _read(path: str | os.PathLike, file_client_args: Mapping | None) -> tuple[An
         return None, "not usable JSON: nested too deeply"
 
 
-def _ids(items: Sequence[Any], section: str, tally: _Tally, required: Iterable[str]) -> set[Hashable]:
-    """Check the entries of ``images``/``categories``; return their ids."""
-    seen: set[Hashable] = set()
-    for pos, item in enumerate(items):
-        where = f"{section}[{pos}]"
-        if not isinstance(item, Mapping):
-            tally.add(f"{section} entries that are not objects", f"{where} is a {_kind(item)}")
-            continue
-        ident = item.get("id")
-        if not _is_id(ident):
-            tally.add(f"{section} entries without an 'id'", where)
-        elif ident in seen:
-            tally.add(f"{section} entries with a duplicate 'id'", f"{where} id {_short(ident)}")
-        else:
-            seen.add(ident)
-        for key in required:
-            value = item.get(key)
-            if key in ("width", "height"):
-                if not _is_positive(value):
-                    tally.add(f"{section} entries without a positive '{key}'", f"{where} {key}={_short(value)}")
-            elif not isinstance(value, str) or not value:
-                tally.add(f"{section} entries without a '{key}' string", f"{where} {key}={_short(value)}")
-    return seen
-
-
-def _check_annotations(
-    anns: Sequence[Any], image_ids: set[Hashable], cat_ids: set[Hashable], check_refs: tuple[bool, bool], tally: _Tally
-) -> None:
-    seen: set[Hashable] = set()
-    for pos, ann in enumerate(anns):
-        where = f"annotations[{pos}]"
-        if not isinstance(ann, Mapping):
-            tally.add("annotations that are not objects", f"{where} is a {_kind(ann)}")
-            continue
-        ident = ann.get("id")
-        if not _is_id(ident):
-            tally.add("annotations without an 'id'", where)
-        elif ident in seen:
-            tally.add("annotations with a duplicate 'id'", f"{where} id {_short(ident)}")
-        else:
-            seen.add(ident)
-        image_id, cat_id = ann.get("image_id"), ann.get("category_id")
-        if check_refs[0] and not (_is_id(image_id) and image_id in image_ids):
-            tally.add("annotations of an image id not in 'images'", f"{where} image_id={_short(image_id)}")
-        if check_refs[1] and not (_is_id(cat_id) and cat_id in cat_ids):
-            tally.add("annotations of a category id not in 'categories'", f"{where} category_id={_short(cat_id)}")
-        bbox = ann.get("bbox")
-        if not (
-            isinstance(bbox, (list, tuple))
-            and len(bbox) == 4
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
-        ):
-            tally.add("annotations without a 'bbox' of 4 numbers [x, y, width, height]", f"{where} bbox={_short(bbox)}")
-        elif bbox[2] <= 0 or bbox[3] <= 0:
-            tally.add("annotations with a box of non-positive width or height", f"{where} bbox={_short(list(bbox))}")
-
-
-def coco_problems(obj: Any, classes: Sequence[str] | None = None) -> list[str]:
-    """The problems of a parsed COCO annotation object, one line each, without the file name."""
-    if not isinstance(obj, Mapping):
-        return [
-            f"must be a JSON object with {', '.join(SECTIONS)} (COCO format), but the file holds a JSON {_kind(obj)}"
-        ]
-    problems: list[str] = []
-    sections: dict[str, Sequence[Any] | None] = {}
-    for key in SECTIONS:
-        value = obj.get(key)
-        if key not in obj:
-            problems.append(f"has no '{key}' list (COCO format needs {', '.join(SECTIONS)})")
-        elif not isinstance(value, (list, tuple)):
-            problems.append(f"'{key}' must be a list, got a JSON {_kind(value)}")
-        sections[key] = value if isinstance(value, (list, tuple)) else None
-    tally = _Tally()
-    images, cats, anns = sections["images"], sections["categories"], sections["annotations"]
-    image_ids = _ids(images, "images", tally, ("file_name", "width", "height")) if images is not None else set()
-    cat_ids = _ids(cats, "categories", tally, ("name",)) if cats is not None else set()
-    if anns is not None:
-        _check_annotations(anns, image_ids, cat_ids, (images is not None, cats is not None), tally)
-    problems += tally.lines()
-    if classes is not None and cats is not None:
-        names = {c.get("name") for c in cats if isinstance(c, Mapping) and isinstance(c.get("name"), str)}
-        missing = [_short(c, 40) for c in classes if c not in names]  # repr: a name may hold a newline
-        if missing:
-            have = [_short(n, 40) for n in sorted(n for n in names if isinstance(n, str))]
-            shown = ", ".join(have[:10]) + (", ..." if len(have) > 10 else "")
-            problems.append(
-                f"classes {', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''} are not categories of the"
-                f" file (it has: {shown or 'none'}); set the dataset's classes to category names of the file"
-            )
-    return problems
+def inspect_file(
+    path_or_obj: str | os.PathLike | Mapping | Any,
+    classes: Sequence[str] | None = None,
+    file_client_args: Mapping | None = None,
+    **kwargs: Any,
+) -> AnnotationReport:
+    """:func:`inspect_coco` of a file (read through ``file_client_args`` when given, else from disk) or of an
+    already parsed object; a file that cannot be read or parsed is one problem (a ``ValueError``, as mmdet's
+    ``json`` error)."""
+    if isinstance(path_or_obj, (str, os.PathLike)):
+        obj, problem = _read(path_or_obj, file_client_args)
+        if problem is not None:
+            report = AnnotationReport()
+            report.refuse(problem, ValueError)
+            return report
+        path_or_obj = obj
+    return inspect_coco(path_or_obj, classes, **kwargs)
 
 
 def validate_coco_annotations(
@@ -214,23 +438,26 @@ def validate_coco_annotations(
     file_client_args: Mapping | None = None,
     name: str | None = None,
 ) -> list[str]:
-    """Every problem of a COCO annotation file, each one line that starts with the file's name; [] when usable.
+    """The problems MMDetection cannot train on, each one line starting with the file's name; [] when usable
+    (what it tolerates is in :func:`annotation_warnings`). ``name`` is how the file is named (default: the path)."""
+    shown = name or (str(path_or_obj) if isinstance(path_or_obj, (str, os.PathLike)) else "annotations")
+    report = inspect_file(path_or_obj, classes, file_client_args)
+    return [f"{shown}: {p}" for p in report.problems]
 
-    ``path_or_obj`` is a path (read through ``file_client_args`` when given, e.g. an s3 backend; else from
-    disk) or an already parsed object. ``classes``: the dataset's class names, each of which must be a
-    category name of the file. ``name`` is how the file is named in the messages (default: the path).
-    Checks: readable, UTF-8, JSON, an object with ``images``/``annotations``/``categories`` lists; images with
-    id, file_name, positive width and height; categories with id and name; annotations with a unique id, an
-    image and category that exist, and a ``bbox`` of four numbers with positive width and height.
-    """
-    if isinstance(path_or_obj, (str, os.PathLike)):
-        shown = name or str(path_or_obj)
-        obj, problem = _read(path_or_obj, file_client_args)
-        if problem is not None:
-            return [f"{shown}: {problem}"]
-    else:
-        shown, obj = name or "annotations", path_or_obj
-    return [f"{shown}: {p}" for p in coco_problems(obj, classes)]
+
+def annotation_warnings(
+    path_or_obj: str | os.PathLike | Mapping | Any,
+    classes: Sequence[str] | None = None,
+    file_client_args: Mapping | None = None,
+    name: str | None = None,
+    **kwargs: Any,
+) -> list[str]:
+    """The file's warning line (what mmdet tolerates, and how it trains it) in a list; [] when there is none or
+    the file is refused."""
+    shown = name or (str(path_or_obj) if isinstance(path_or_obj, (str, os.PathLike)) else "annotations")
+    report = inspect_file(path_or_obj, classes, file_client_args, **kwargs)
+    line = report.warning_line(shown)
+    return [line] if line and not report.problems else []
 
 
 def annotation_error(name: str, problems: list[str], limit: int = 5) -> AnnotationError:
@@ -240,29 +467,39 @@ def annotation_error(name: str, problems: list[str], limit: int = 5) -> Annotati
     return AnnotationError(f"{name}: {'; '.join(bare[:limit])}{more}")
 
 
+_warned: set[tuple[str, str]] = set()  # (file, line): each file's warning once per process
+
+
 def _checked_load(original: Any) -> Any:
     def load_annotations(self: Any, ann_file: str) -> list:
         # mmdet passes a local copy (get_local_path) for remote files; name the file the user configured.
         shown = str(getattr(self, "ann_file", None) or ann_file)
         classes = getattr(self, "CLASSES", None)
+        modes = dict(filter_empty_gt=getattr(self, "filter_empty_gt", True),
+                     test_mode=getattr(self, "test_mode", False))
         try:
             infos = original(self, ann_file)
         except Exception as err:
-            problems = validate_coco_annotations(ann_file, classes, name=shown)
-            if problems:
-                raise annotation_error(shown, problems) from err
+            report = inspect_file(ann_file, classes, **modes)
+            if report.problems:
+                raise report.error(shown) from err
             raise
         coco = getattr(self, "coco", None)
-        problems = validate_coco_annotations(getattr(coco, "dataset", None), classes, name=shown)
-        if problems:
-            raise annotation_error(shown, problems)
+        report = inspect_coco(getattr(coco, "dataset", None), classes, coco=coco, **modes)
+        if report.problems:
+            raise report.error(shown)
+        line = report.warning_line(shown)
+        if line and (shown, line) not in _warned:
+            _warned.add((shown, line))
+            logger.warning("%s", line)
         return infos
 
     return load_annotations
 
 
 def install() -> None:
-    """Make ``CocoDataset.load_annotations`` raise :class:`AnnotationError` for a bad file (idempotent)."""
+    """Make ``CocoDataset.load_annotations`` refuse what mmdet cannot train on and warn about what it tolerates
+    (idempotent)."""
     from mmdet.datasets import CocoDataset
 
     wrap_method(CocoDataset, "load_annotations", _checked_load)
