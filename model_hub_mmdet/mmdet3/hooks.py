@@ -1,0 +1,245 @@
+"""``custom_hooks`` as under mmengine's runner, through a thin runner facade.
+
+Determined runs the loop, so mmengine's ``Runner`` is not there to call hooks. :class:`RunnerFacade` is what hooks
+see of a runner (``model``, ``epoch``, ``iter``, ``max_epochs``, ``max_iters``, ``train_dataloader``,
+``optim_wrapper``, ``message_hub``, ``logger``, ``cfg`` ...) and calls, at the matching points of Determined's loop,
+the hooks mmengine would run: mmengine's ``RuntimeInfoHook`` (it keeps ``MessageHub``'s ``iter``/``epoch``/
+``max_iters``, which models read, current) and the config's ``custom_hooks`` (``EMAHook``, ``PipelineSwitchHook``,
+``YOLOXModeSwitchHook``, ``SyncNormHook``, ``NumClassCheckHook``, user hooks), in mmengine's priority order.
+``default_hooks`` (timer, logger, param_scheduler, checkpoint, sampler_seed, visualization), ``log_processor``,
+``visualizer`` and the loops are Determined's and this package's here; that is said once, in one INFO line.
+
+Where each hook point falls:
+
+* ``before_run``: when the trial is built (after the model is wrapped); ``before_train``: at the first batch.
+* ``before_train_epoch``: at the first batch of each epoch and at the first batch after a (re)start, so that a
+  hook that switches a pipeline from some epoch on does so again after a resume; ``after_train_epoch``: after the
+  last batch of each epoch. Epoch ``e`` is batches ``[e * iters_per_epoch, (e + 1) * iters_per_epoch)``.
+* ``before_train_iter`` / ``after_train_iter``: around each batch (``outputs`` are the loss terms).
+* ``before_val`` / ``before_val_epoch`` and ``after_val_epoch`` / ``after_val``: around each validation.
+* ``before_save_checkpoint`` / ``after_load_checkpoint``: on an mmengine-style checkpoint dict whose additions
+  (``ema_state_dict``, the swapped EMA weights) travel in the trial's checkpoint.
+
+A hook that replaces the training dataset's pipeline (``PipelineSwitchHook``, ``YOLOXModeSwitchHook``) makes the
+loader's workers restart from the current position, so they pick the new pipeline up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from model_hub_mmdet.errors import ConfigError
+
+logger = logging.getLogger("model_hub_mmdet")
+
+class _LoaderView:
+    """What hooks read of ``runner.train_dataloader``: the dataset (the real one, so a pipeline switch reaches it)
+    and its length. ``persistent_workers`` is False so hooks leave torch's internals alone; the facade restarts
+    the workers itself."""
+
+    persistent_workers = False
+
+    def __init__(self, dataset: Any, length: Callable[[], int], batch_size: int) -> None:
+        self.dataset = dataset
+        self._length = length
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return self._length()
+
+
+class _LoopView:
+    """What hooks read of ``runner.train_loop``."""
+
+    def __init__(self, runner: RunnerFacade) -> None:
+        self._runner = runner
+
+    @property
+    def dataloader(self) -> _LoaderView:
+        return self._runner.train_dataloader
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("epoch", "iter", "max_epochs", "max_iters"):
+            return getattr(self._runner, name)
+        raise AttributeError(name)
+
+
+def _pipeline_state(dataset: Any) -> tuple:
+    return id(getattr(dataset, "pipeline", None)), tuple(getattr(dataset, "_skip_type_keys", None) or ())
+
+
+class RunnerFacade:
+    """The runner that mmengine hooks see (see the module docstring).
+
+    Args:
+        cfg: the final config.
+        model: the unwrapped detector.
+        optim_wrapper: the mmengine ``OptimWrapper`` (hooks read ``get_lr``).
+        train_dataset: the training dataset.
+        iters_per_epoch, max_iters: callables (the loader's length is known late).
+        restart_workers: called when a hook changed the training pipeline.
+        seed, rank, world_size, batch_size: what the runner would report.
+    """
+
+    def __init__(
+        self,
+        cfg: Any,
+        model: torch.nn.Module,
+        optim_wrapper: Any,
+        train_dataset: Any,
+        iters_per_epoch: Callable[[], int],
+        max_iters: Callable[[], int],
+        restart_workers: Callable[[], Any] = lambda: None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        batch_size: int = 1,
+        experiment_name: str = "model_hub_mmdet",
+    ) -> None:
+        from mmengine.logging import MessageHub, MMLogger
+
+        self.cfg = cfg
+        self.model = model
+        self.optim_wrapper = optim_wrapper
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.experiment_name = experiment_name
+        self.work_dir = "."
+        self.log_dir = "."
+        self.timestamp = experiment_name
+        self.visualizer = None
+        self.val_loop = None
+        self.val_dataloader = None
+        self._resume = False
+        self._iters_per_epoch = iters_per_epoch
+        self._max_iters = max_iters
+        self._restart_workers = restart_workers
+        self.train_dataloader = _LoaderView(train_dataset, iters_per_epoch, batch_size)
+        self.train_loop = _LoopView(self)
+        self.message_hub = MessageHub.get_instance(experiment_name)  # the current instance: models read it
+        self.logger = MMLogger.get_current_instance()
+        self.iter = 0
+        self.epoch = 0
+        self._started = False
+        self._epoch_open = False
+        self.hooks = self.build_hooks(cfg)
+
+    # -- what hooks read ------------------------------------------------------------------------------------
+    @property
+    def max_iters(self) -> int:
+        return self._max_iters()
+
+    @property
+    def max_epochs(self) -> int:
+        return -(-self.max_iters // self._iters_per_epoch())
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    # -- the hooks ------------------------------------------------------------------------------------------
+    @staticmethod
+    def build_hooks(cfg: Any) -> list:
+        """mmengine's ``RuntimeInfoHook`` and the config's ``custom_hooks``, in mmengine's priority order."""
+        from mmdet.registry import HOOKS
+        from mmengine.hooks import RuntimeInfoHook
+        from mmengine.runner import get_priority
+
+        hooks: list[tuple[int, int, Any]] = [(get_priority("VERY_HIGH"), 0, RuntimeInfoHook())]
+        for i, spec in enumerate(cfg.get("custom_hooks") or []):
+            spec = dict(spec) if isinstance(spec, Mapping) else spec
+            priority = spec.pop("priority", None) if isinstance(spec, dict) else None
+            try:
+                hook = HOOKS.build(spec) if isinstance(spec, dict) else spec
+            except KeyError as err:
+                if "registry" not in str(err) and "not in" not in str(err):
+                    raise
+                raise ConfigError(f"custom_hooks.{i}: {str(err).strip(chr(34) + chr(39))}; import the module that"
+                                  " registers it with custom_imports") from err
+            except (TypeError, AssertionError, ValueError) as err:
+                raise ConfigError(f"custom_hooks.{i} ({spec.get('type')}): {err}") from err
+            if hook is None:
+                raise ConfigError(f"custom_hooks.{i}: {spec!r} is not a hook")
+            priority = get_priority(priority if priority is not None else getattr(hook, "priority", "NORMAL"))
+            hook.priority = priority
+            hooks.append((priority, i + 1, hook))
+        replaced = [k for k in ("default_hooks", "log_processor", "visualizer") if cfg.get(k)]
+        if replaced:
+            logger.info("%s and the train/val/test loops are Determined's here (logging, checkpoints, validation"
+                        " periods, metrics); custom_hooks run as under mmengine's runner", ", ".join(replaced))
+        return [hook for _, _, hook in sorted(hooks, key=lambda item: (item[0], item[1]))]
+
+    def call(self, stage: str, **kwargs: Any) -> None:
+        """Call ``stage`` on every hook, in priority order."""
+        for hook in self.hooks:
+            getattr(hook, stage)(self, **kwargs)
+
+    # -- Determined's loop -> hook points --------------------------------------------------------------------
+    def before_iter(self, batch_idx: int, data_batch: Any = None) -> None:
+        """Before training batch ``batch_idx`` (global, 0-based)."""
+        length = self._iters_per_epoch()
+        self.iter, self.epoch = batch_idx, batch_idx // length
+        if not self._started:
+            self.call("before_train")
+            self._started = True
+        if batch_idx % length == 0 or not self._epoch_open:
+            dataset = self.train_dataloader.dataset
+            before = _pipeline_state(dataset)
+            self.call("before_train_epoch")
+            self._epoch_open = True
+            if _pipeline_state(dataset) != before:
+                self._restart_workers()
+        self.call("before_train_iter", batch_idx=self._inner(batch_idx), data_batch=data_batch)
+
+    def after_iter(self, batch_idx: int, data_batch: Any = None, outputs: Mapping | None = None) -> None:
+        """After training batch ``batch_idx``: ``after_train_iter``, and ``after_train_epoch`` at an epoch's end."""
+        self.call("after_train_iter", batch_idx=self._inner(batch_idx), data_batch=data_batch, outputs=outputs)
+        self.iter = batch_idx + 1
+        if (batch_idx + 1) % self._iters_per_epoch() == 0:
+            self.call("after_train_epoch")
+            self.epoch = (batch_idx + 1) // self._iters_per_epoch()
+            self._epoch_open = False
+
+    def _inner(self, batch_idx: int) -> int:
+        from model_hub_mmdet.mmdet3.schedules import loop_is_iter_based
+
+        return batch_idx if loop_is_iter_based(self.cfg.get("train_cfg")) else batch_idx % self._iters_per_epoch()
+
+    def before_validation(self) -> None:
+        self.call("before_val")
+        self.call("before_val_epoch")
+
+    def after_validation(self, metrics: Mapping[str, Any] | None) -> None:
+        self.call("after_val_epoch", metrics=dict(metrics or {}))
+        self.call("after_val")
+
+    def restart(self, batch_idx: int) -> None:
+        """A (re)start at ``batch_idx``: the next batch opens its epoch again."""
+        self.iter, self._epoch_open = batch_idx, False
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What hooks add to an mmengine checkpoint (``before_save_checkpoint``): the keys they added, and the
+        model weights they replaced in its ``state_dict`` (EMAHook puts the averaged weights there)."""
+        state = OrderedDict(self.model.state_dict())
+        checkpoint: dict[str, Any] = {"state_dict": OrderedDict(state), "meta": {}}
+        self.call("before_save_checkpoint", checkpoint=checkpoint)
+        changed = {k: v for k, v in checkpoint["state_dict"].items() if state.get(k) is not v}
+        extra = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "meta")}
+        return {"added": extra, "state_dict_changes": changed}
+
+    def load_checkpoint_state(self, saved: Mapping[str, Any]) -> None:
+        """Give hooks the checkpoint :meth:`checkpoint_state` described (``after_load_checkpoint``, resuming)."""
+        if not saved:
+            return
+        state = OrderedDict(self.model.state_dict())
+        state.update(saved.get("state_dict_changes") or {})
+        checkpoint = {"state_dict": state, "meta": {}, **dict(saved.get("added") or {})}
+        self._resume = True
+        self.call("after_load_checkpoint", checkpoint=checkpoint)
