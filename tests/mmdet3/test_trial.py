@@ -1,0 +1,65 @@
+"""The 3.x trial trains and validates real detectors on tiny images through Determined's Trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from mm3_helpers import experiment
+
+from model_hub_mmdet.local import train_local
+
+pytestmark = pytest.mark.slow
+
+
+def recording(cls: type, seen: list) -> type:
+    class Recording(cls):  # type: ignore[misc, valid-type]
+        def __init__(self, context):
+            super().__init__(context)
+            seen.append(self)
+
+    return Recording
+
+
+def test_rtmdet_trains_validates_and_runs_its_hooks(shapes_dir: Path, det_local: Path) -> None:
+    from mmengine.logging import MessageHub
+
+    from model_hub_mmdet.mmdet3.trial import MMDetTrial
+
+    seen: list = []
+    conf = experiment(shapes_dir, "rtmdet", max_batches=6)
+    result = train_local(conf, recording(MMDetTrial, seen), validation_period=6, checkpoint_period=6)
+    trial = seen[0]
+    assert result.batches_trained == 6 and len(result.checkpoints) == 1
+    metrics = result.validations[-1]
+    assert {"coco/bbox_mAP", "coco/bbox_mAP_50", "coco/bbox_mAP_l"} <= set(metrics)
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in result.training[-1].items() if k != "epochs")
+    # 8 images in batches of 2: epochs of 4 batches. The PipelineSwitchHook switched at epoch 1 (no RandomFlip).
+    assert trial.iters_per_epoch == 4
+    steps = [type(t).__name__ for t in trial.train_dataset.pipeline.transforms]
+    assert "RandomFlip" not in steps
+    # The EMAHook averaged: its weights differ from the model's, and the checkpoint carries them.
+    ema = next(h for h in trial.runner.hooks if type(h).__name__ == "EMAHook").ema_model
+    assert int(ema.steps) == 6
+    # MessageHub holds the runtime info models read.
+    hub = MessageHub.get_current_instance()
+    assert hub.get_info("iter") == 5 and hub.get_info("max_iters") == 6 and hub.get_info("epoch") == 1
+    state = torch.load(Path(result.checkpoints[0]) / "state_dict.pth", weights_only=True)
+    hooks = state["callbacks"]["model_hub_mmdet"]["hooks"]
+    assert "ema_state_dict" in hooks["added"] and hooks["state_dict_changes"]
+
+
+def test_mask_rcnn_trains_and_validates_bbox_and_segm(shapes_dir: Path, det_local: Path) -> None:
+    conf = experiment(shapes_dir, "mask_rcnn", max_batches=3)
+    result = train_local(conf, validation_period=3, checkpoint_period=0)
+    assert result.batches_trained == 3
+    metrics = result.validations[-1]
+    assert {"coco/bbox_mAP", "coco/segm_mAP", "coco/segm_mAP_50"} <= set(metrics)
+    assert result.training[-1]["loss_mask"] > 0
+
+
+def test_test_mode_scores_only_the_images_it_covered(shapes_dir: Path, det_local: Path) -> None:
+    conf = experiment(shapes_dir, "rtmdet", max_batches=2)
+    result = train_local(conf, test_mode=True)
+    assert result.validations and "coco/bbox_mAP" in result.validations[-1]
