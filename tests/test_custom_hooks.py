@@ -108,3 +108,148 @@ def test_a_user_hook_sees_the_calls_of_mmdets_runner(
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("custom_hooks:")]
     assert ("custom_hooks: CheckpointHook is replaced by Determined's checkpoints (min_checkpoint_period,"
             " checkpoint_storage); not run") in lines
+
+
+EMA_HOOK = [dict(type="ExpMomentumEMAHook", resume_from=None, momentum=0.01, total_iter=10, priority=49)]
+
+
+def _state(ckpt: str) -> dict[str, torch.Tensor]:
+    return torch.load(Path(ckpt) / "state_dict.pth", map_location="cpu", weights_only=True)["models_state_dict"][0]
+
+
+def test_ema_weights_and_buffers_equal_mmdets_train_detector(shapes_dir: Path, det_local: Path) -> None:
+    import json
+
+    from mmdet.models import build_detector
+
+    from model_hub_mmdet.mmdet2.config import build_mmdet_config
+
+    # one image, no random flip, a fixed LR, RetinaNet (no RoI sampling): both loops see the same batches
+    ann = json.loads((shapes_dir / "annotations" / "train.json").read_text())
+    first = ann["images"][0]["id"]
+    ann.update(images=ann["images"][:1], annotations=[a for a in ann["annotations"] if a["image_id"] == first])
+    Path("one.json").write_text(json.dumps(ann))
+    overrides = {"data.train.ann_file": str(Path("one.json").resolve()), "data.train.pipeline.3.flip_ratio": 0.0,
+                 "lr_config": {"_delete_": True, "policy": "fixed"}, "custom_hooks": EMA_HOOK}
+    exp = tiny_experiment(shapes_dir, model="retinanet", global_batch_size=1, max_batches=3, overrides=overrides)
+    cfg = build_mmdet_config(exp["hyperparameters"], exp["data"])
+    init = build_detector(cfg.model, train_cfg=cfg.get("train_cfg"), test_cfg=cfg.get("test_cfg"))
+    init.init_weights()
+    torch.save({"state_dict": init.state_dict()}, "init.pth")  # the same start for both
+    exp["hyperparameters"]["override_mmdet_config"]["load_from"] = str(Path("init.pth").resolve())
+
+    result = train_local(exp, validation_period=2, checkpoint_period=100)
+    ours = _state(result.checkpoints[-1])
+    reference = mmdet_reference(exp, max_epochs=3, work_dir=det_local / "mmdet").state_dict()
+
+    assert ours.keys() == reference.keys() and any(k.startswith("ema_") for k in ours)
+    different = [k for k in ours if not torch.equal(ours[k], reference[k])]
+    assert not different, f"{len(different)} of {len(ours)} tensors differ, e.g. {different[:3]}"
+    assert not torch.equal(ours["bbox_head.retina_cls.weight"], init.state_dict()["bbox_head.retina_cls.weight"])
+
+
+def test_kill_and_resume_with_ema_is_bit_identical_and_exports_the_ema_weights(
+    shapes_dir: Path, det_local: Path
+) -> None:
+    from model_hub_mmdet.mmdet2.export import export_checkpoint
+
+    # 4 batches per epoch; checkpoint mid-epoch (3), validations mid-epoch (2) and at an epoch's end (4)
+    exp = tiny_experiment(shapes_dir, model="retinanet", max_batches=6, overrides={"custom_hooks": EMA_HOOK})
+    full = train_local(exp, checkpoint_period=3, validation_period=2)
+    from model_hub_mmdet.checkpoints import batches_trained
+
+    (middle,) = [c for c in full.checkpoints if batches_trained(c) == 3]
+    end = full.checkpoints[-1]
+    resumed = train_local(exp, checkpoint_period=3, validation_period=2, resume=middle)
+    a, b = _state(end), _state(resumed.checkpoints[-1])
+    assert a.keys() == b.keys() and any(k.startswith("ema_") for k in a)
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+    assert full.validations[-1] == {**resumed.validations[-1]}
+
+    # the exported model holds the EMA weights as mmdet saves them (EMA in the parameters, raw in ema_*)
+    exported = torch.load(export_checkpoint(end, det_local / "model.pth"), map_location="cpu",
+                          weights_only=False)["state_dict"]
+    name = "bbox_head.retina_cls.weight"
+    ema_in_params = torch.load(Path(end) / "state_dict.pth", map_location="cpu", weights_only=False)[
+        "mmdet_meta"]["ema_swapped_in"]
+    raw, ema = (a["ema_" + name.replace(".", "_")], a[name]) if ema_in_params else (a[name], a[
+        "ema_" + name.replace(".", "_")])
+    assert torch.equal(exported[name], ema) and torch.equal(exported["ema_" + name.replace(".", "_")], raw)
+    assert not torch.equal(ema, raw)
+
+
+YOLOX_TINY = '''
+# YOLOX-tiny on 64 px shapes: 3 epochs of 4 batches, the last epoch without mosaic (num_last_epochs=1)
+img_scale = (64, 64)
+classes = ("rectangle", "ellipse", "triangle")
+model = dict(input_size=img_scale, random_size_range=(2, 2), bbox_head=dict(num_classes=3))
+train_pipeline = [
+    dict(type="Mosaic", img_scale=img_scale, pad_val=114.0),
+    dict(type="RandomAffine", scaling_ratio_range=(0.5, 1.5), border=(-img_scale[0] // 2, -img_scale[1] // 2)),
+    dict(type="YOLOXHSVRandomAug"),
+    dict(type="RandomFlip", flip_ratio=0.5),
+    dict(type="Resize", img_scale=img_scale, keep_ratio=True),
+    dict(type="Pad", pad_to_square=True, pad_val=dict(img=(114.0, 114.0, 114.0))),
+    dict(type="FilterAnnotations", min_gt_bbox_wh=(1, 1), keep_empty=False),
+    dict(type="DefaultFormatBundle"),
+    dict(type="Collect", keys=["img", "gt_bboxes", "gt_labels"]),
+]
+test_pipeline = [
+    dict(type="LoadImageFromFile"),
+    dict(type="MultiScaleFlipAug", img_scale=img_scale, flip=False, transforms=[
+        dict(type="Resize", keep_ratio=True), dict(type="RandomFlip"),
+        dict(type="Pad", pad_to_square=True, pad_val=dict(img=(114.0, 114.0, 114.0))),
+        dict(type="DefaultFormatBundle"), dict(type="Collect", keys=["img"])])]
+data = dict(
+    samples_per_gpu=2, workers_per_gpu=WORKERS, persistent_workers=False,
+    train=dict(dataset=dict(ann_file="DATA/annotations/train.json", img_prefix="DATA/train/", classes=classes),
+               pipeline=train_pipeline),
+    val=dict(ann_file="DATA/annotations/val.json", img_prefix="DATA/val/", classes=classes, pipeline=test_pipeline),
+    test=dict(ann_file="DATA/annotations/val.json", img_prefix="DATA/val/", classes=classes, pipeline=test_pipeline))
+num_last_epochs = 1
+lr_config = dict(warmup_iters=1, num_last_epochs=num_last_epochs)
+custom_hooks = [
+    dict(type="YOLOXModeSwitchHook", num_last_epochs=num_last_epochs, priority=48),
+    dict(type="SyncNormHook", num_last_epochs=num_last_epochs, interval=1, priority=48),
+    dict(type="ExpMomentumEMAHook", resume_from=None, momentum=0.0001, priority=49),
+]
+'''
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_yolox_tiny_trains_with_its_three_hooks_and_switches_mode_at_mmdets_epoch(
+    workers: int, shapes_dir: Path, det_local: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from model_hub_mmdet.mmdet2.trial import MMDetTrial
+
+    caplog.set_level(logging.INFO, logger="model_hub_mmdet")
+    Path("yolox_tiny_shapes.py").write_text(YOLOX_TINY.replace("DATA", str(shapes_dir)).replace(
+        "WORKERS", str(workers)))
+    seen: list[tuple[int, bool, Any]] = []
+
+    class Probe(MMDetTrial):
+        def train_batch(self, batch, epoch_idx, batch_idx):  # the mode this batch is trained in
+            seen.append((self.batches_trained, self.detector.bbox_head.use_l1, self.train_dataset._skip_type_keys))
+            return super().train_batch(batch, epoch_idx, batch_idx)
+
+    exp = tiny_experiment(shapes_dir, max_batches=12)
+    exp["scheduling_unit"] = 2  # training metrics reported every 2 batches
+    exp["hyperparameters"].update(config_file="yolox/yolox_tiny_8x8_300e_coco.py",
+                                  merge_config=str(Path("yolox_tiny_shapes.py").resolve()), override_mmdet_config={})
+    result = train_local(exp, Probe, validation_period=6, checkpoint_period=6)
+    assert result.batches_trained == 12 and len(result.validations) == 2
+    # mmdet's YOLOXModeSwitchHook switches at epoch max_epochs - num_last_epochs - 1 = 1: from the 5th batch
+    switch = ("Mosaic", "RandomAffine", "MixUp")
+    assert seen[1:] == [(n, n >= 4, switch if n >= 4 else None) for n in range(1, 12)]
+    assert seen[0][:2] == (0, False)  # before the first epoch's hooks ran
+    # the L1 term is reported from the first reporting period after the switch (Determined wants fixed names)
+    assert "loss_l1" not in result.training[0] and result.training[-1]["loss_l1"] > 0
+    if workers == 0:  # a resume after the switch trains in the switched mode (hook state in the checkpoint)
+        seen.clear()
+        train_local(exp, Probe, validation_period=6, checkpoint_period=6, resume=result.checkpoints[0])
+        assert seen[0] == (6, True, switch) and len(seen) == 6
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("custom_hooks:")]
+    print("\n".join(lines))
+    assert set(lines) == {"custom_hooks: running YOLOXModeSwitchHook (48), SyncNormHook (48), ExpMomentumEMAHook (49)"
+                          " at mmcv's runner calls, in priority order"}

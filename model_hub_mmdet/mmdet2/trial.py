@@ -80,6 +80,9 @@ class MMDetTrialCallback(pytorch.PyTorchCallback):
         checkpoints.write_config(checkpoint_dir, self.trial.mmdet_meta())
         checkpoints.redact_load_data(checkpoint_dir)
 
+    def on_training_workload_end(self, avg_metrics: dict[str, Any], batch_metrics: Any) -> None:
+        self.trial.new_reporting_period()
+
     def on_validation_start(self) -> None:
         self.trial.release_finished_training_loader()
         self.trial.hook_runner.before_val()  # custom_hooks' before_val_epoch; EMA weights in for validation
@@ -136,6 +139,8 @@ class MMDetTrial(pytorch.PyTorchTrial):
         self.exp_conf: dict[str, Any] = with_defaults(self._experiment_config())
         self.data_config: dict[str, Any] = dict(self.exp_conf.get("data") or {})
         self.batches_trained = 0
+        self._loss_names: list[str] | None = None  # see _loss_metrics
+        self._new_loss_names: set[str] = set()
         self._train_loader: torch.utils.data.DataLoader | None = None
         # We move mmcv DataContainers ourselves and run our own resumable train sampler.
         context.experimental.disable_auto_to_device()
@@ -479,7 +484,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
         self.batches_trained += 1
         if self.hook_runner.after_iter(loss.detach(), log_vars, len(data.get("img_metas") or ())):
             self.release_training_workers()  # a hook changed the pipeline (YOLOX's mode switch)
-        metrics = dict(log_vars)
+        metrics = self._loss_metrics(log_vars)
         metrics["lr"] = self.schedule.current_lr()
         metrics["skipped_samples"] = skipped_samples(batch)
         if self.guard.clip_kwargs is not None and self.guard.last_norm is not None:
@@ -487,6 +492,21 @@ class MMDetTrial(pytorch.PyTorchTrial):
         if self.guard.max_skips:
             metrics["nonfinite_batches_skipped"] = self.guard.skipped
         return metrics
+
+    def _loss_metrics(self, log_vars: Mapping[str, float]) -> dict[str, float]:
+        """The logged loss terms under the names of this reporting period. Determined refuses a period whose
+        batches report different names, and a hook may add a term mid-run (YOLOX's mode switch adds ``loss_l1``):
+        a new term is reported from the next period on (:meth:`new_reporting_period`), a missing one as 0.0."""
+        if self._loss_names is None:
+            self._loss_names = list(log_vars)
+        self._new_loss_names.update(k for k in log_vars if k not in self._loss_names)
+        return {k: float(log_vars.get(k, 0.0)) for k in self._loss_names}
+
+    def new_reporting_period(self) -> None:
+        """Determined reported the period's training metrics: newly logged loss terms join from here."""
+        if self._loss_names is not None and self._new_loss_names:
+            self._loss_names += sorted(self._new_loss_names)
+        self._new_loss_names = set()
 
     # ----------------------------------------------------------------------------------- evaluation
     def evaluate_batch(self, batch: Any, batch_idx: int) -> dict[str, Any]:
