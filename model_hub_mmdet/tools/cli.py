@@ -241,9 +241,12 @@ _Dumper.add_representer(tuple, lambda dumper, value: dumper.represent_list(list(
 
 
 def _save_experiment(conf: dict[str, Any], out: Path) -> Path:
+    """The run folder's ``experiment.yaml``: the experiment as trained, secret-looking values redacted."""
+    from model_hub_mmdet.redact import redact
+
     out.mkdir(parents=True, exist_ok=True)
     path = out / "experiment.yaml"
-    path.write_text(yaml.dump(conf, Dumper=_Dumper, sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.dump(redact(conf), Dumper=_Dumper, sort_keys=False), encoding="utf-8")
     return path
 
 
