@@ -142,6 +142,10 @@ def test_init_errors_are_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: faster_rcnn/faster_rcnn_r50_fpn_1x_cooc.py not found") and "\n" not in err
     assert "did you mean faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py" in err
+    (tmp_path / "exp.yaml").write_text("edited")
+    assert main(["init", "ssd/ssd300_coco.py", "-o", "exp.yaml"]) == 1
+    assert capsys.readouterr().err.strip() == "error: init: exp.yaml exists; give --force to overwrite it"
+    assert main(["init", "ssd/ssd300_coco.py", "-o", "exp.yaml", "--force"]) == 0
     with pytest.raises(ConfigError, match="^--slots"):
         experiment_for_config("ssd/ssd300_coco.py", slots=0)
     bad = tmp_path / "no_batch_4x2.py"

@@ -54,6 +54,8 @@ def _experiment(args: argparse.Namespace, slots: int | None = None) -> dict[str,
 def _cmd_init(args: argparse.Namespace) -> int:
     from model_hub_mmdet.tools.init import experiment_for_config
 
+    if args.out and Path(args.out).exists() and not args.force:  # it may hold the user's edits
+        raise UserError(f"init: {args.out} exists; give --force to overwrite it")
     result = experiment_for_config(
         args.config, slots=args.slots, data=args.data, context_dir=args.context or ".", out_name=args.out or "EXP.yaml"
     )
@@ -366,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", type=int, help="GPUs (slots per trial; default: from the config's name, else 8)")
     p.add_argument("--data", help="read images and annotations from s3://BUCKET/PREFIX or gs://BUCKET/PREFIX")
     p.add_argument("--context", help="context directory a relative config is looked up in (default: .)")
+    p.add_argument("--force", action="store_true", help="overwrite -o if it exists")
     p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("check", help="validate an experiment YAML offline and summarise it")
