@@ -94,3 +94,19 @@ def test_check_and_print_config_take_a_config_file(tmp_path: Path, monkeypatch, 
     assert "momentum=0.8" in capsys.readouterr().out
     assert main(["print-config", FASTER, "--cfg-options", "optimizer.lr=[1"]) == 1
     assert capsys.readouterr().err.strip() == "error: --cfg-options 'optimizer.lr=[1': unbalanced brackets in '[1'"
+
+
+def test_options_shape_the_experiment_of_a_config(tmp_path: Path, monkeypatch, capsys) -> None:
+    """As with mmdet's tools/train.py, options that change the schedule or batch change the run's length."""
+    monkeypatch.chdir(tmp_path)
+    options = ["runner.max_epochs=24", "data.samples_per_gpu=4", "data.train.pipeline.2.img_scale=(1000,600)"]
+    assert main(["check", FASTER, "--cfg-options", *options]) == 0
+    out = capsys.readouterr().out
+    assert "global 32, 8 slot(s), 4 per slot" in out and "max_length 24 epochs" in out
+    assert main(["init", FASTER, "-o", "exp.yaml", "--cfg-options", *options]) == 0
+    text = (tmp_path / "exp.yaml").read_text()
+    assert "runner.max_epochs=24 (--cfg-options)" in text and "data.samples_per_gpu=4 (--cfg-options) x 8" in text
+    conf = yaml.safe_load(text)
+    assert conf["searcher"]["max_length"] == {"epochs": 24}
+    assert conf["hyperparameters"]["override_mmdet_config"]["data.train.pipeline.2.img_scale"] == [1000, 600]
+    assert main(["check", "exp.yaml"]) == 0

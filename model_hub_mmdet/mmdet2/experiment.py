@@ -22,12 +22,17 @@ from model_hub_mmdet.errors import ConfigError
 from model_hub_mmdet.tools.init import ConfigFacts
 
 
-def config_facts(config_file: str, context_dir: str | os.PathLike = ".") -> ConfigFacts:
-    """The :class:`ConfigFacts` of an mmdet 2.x config (a path or a name inside the installed mmdet)."""
-    from model_hub_mmdet.mmdet2.config import load_config, resolve_config_path, split_evaluation_cfg
+def config_facts(
+    config_file: str, context_dir: str | os.PathLike = ".", overrides: Mapping[str, Any] | None = None
+) -> ConfigFacts:
+    """The :class:`ConfigFacts` of an mmdet 2.x config (a path or a name inside the installed mmdet), with the
+    dotted ``overrides`` applied first."""
+    from model_hub_mmdet.mmdet2.config import apply_overrides, load_config, resolve_config_path, split_evaluation_cfg
     from model_hub_mmdet.mmdet2.evaluation import expected_metric_names
 
     cfg = load_config(resolve_config_path(config_file, context_dir))
+    if overrides:  # --cfg-options change the schedule and batch as in mmdet's tools/train.py
+        apply_overrides(cfg, overrides)
     sources: dict[str, str] = {}
     data = cfg.get("data") or {}
     loader = data.get("train_dataloader") or {}

@@ -15,6 +15,7 @@ The keys are read as mmengine 0.10's runner reads them:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from model_hub_mmdet.errors import ConfigError
@@ -23,12 +24,17 @@ from model_hub_mmdet.tools.init import ConfigFacts
 _LOOP_VAL_INTERVAL = {False: 1, True: 1000}  # EpochBasedTrainLoop's and IterBasedTrainLoop's defaults
 
 
-def config_facts(config_file: str, context_dir: str | os.PathLike = ".") -> ConfigFacts:
-    """The :class:`ConfigFacts` of an mmdet 3.x config (a path or a name inside the installed mmdet)."""
-    from model_hub_mmdet.mmdet3.config import load_config, resolve_config_path
+def config_facts(
+    config_file: str, context_dir: str | os.PathLike = ".", overrides: Mapping[str, Any] | None = None
+) -> ConfigFacts:
+    """The :class:`ConfigFacts` of an mmdet 3.x config (a path or a name inside the installed mmdet), with the
+    dotted ``overrides`` applied first."""
+    from model_hub_mmdet.mmdet3.config import apply_overrides, load_config, resolve_config_path
     from model_hub_mmdet.mmdet3.schedules import loop_is_iter_based
 
     cfg = load_config(resolve_config_path(config_file, context_dir))
+    if overrides:  # --cfg-options change the schedule and batch as in mmdet's tools/train.py
+        apply_overrides(cfg, overrides)
     sources: dict[str, str] = {}
     loader = cfg.get("train_dataloader") or {}
     batch = _positive(loader.get("batch_size"), "train_dataloader.batch_size", config_file)

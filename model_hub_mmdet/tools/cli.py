@@ -42,13 +42,16 @@ def _experiment(args: argparse.Namespace, slots: int | None = None) -> dict[str,
     from model_hub_mmdet.expconf import load_experiment
     from model_hub_mmdet.tools.cfg_options import with_cfg_options
 
+    options = _cfg_options(args)
     if _is_config(args.experiment):
         from model_hub_mmdet.tools.init import experiment_for_config
 
-        conf = experiment_for_config(args.experiment, slots=slots, context_dir=args.context or ".").conf
+        # the options shape the experiment too: runner.max_epochs=24 is a 24-epoch searcher length
+        conf = experiment_for_config(args.experiment, slots=slots, context_dir=args.context or ".",
+                                     cfg_options=options).conf
     else:
         conf = load_experiment(args.experiment)
-    return with_cfg_options(conf, _cfg_options(args))
+    return with_cfg_options(conf, options)  # (again for a config: YAML turned its tuples into lists)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -57,7 +60,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).exists() and not args.force:  # it may hold the user's edits
         raise UserError(f"init: {args.out} exists; give --force to overwrite it")
     result = experiment_for_config(
-        args.config, slots=args.slots, data=args.data, context_dir=args.context or ".", out_name=args.out or "EXP.yaml"
+        args.config, slots=args.slots, data=args.data, context_dir=args.context or ".",
+        out_name=args.out or "EXP.yaml", cfg_options=_cfg_options(args),
     )
     if not args.out:
         print(result.text, end="")
@@ -369,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="read images and annotations from s3://BUCKET/PREFIX or gs://BUCKET/PREFIX")
     p.add_argument("--context", help="context directory a relative config is looked up in (default: .)")
     p.add_argument("--force", action="store_true", help="overwrite -o if it exists")
+    p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE",
+                   help=options_help + "; written there, and the schedule and batch are read after them")
     p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("check", help="validate an experiment YAML offline and summarise it")

@@ -88,13 +88,16 @@ def storage_args(uri: str) -> dict[str, str]:
     return args
 
 
-def config_facts(config_file: str, context_dir: str | os.PathLike = ".") -> ConfigFacts:
-    """The installed generation's :class:`ConfigFacts` of ``config_file``."""
+def config_facts(
+    config_file: str, context_dir: str | os.PathLike = ".", overrides: Mapping[str, Any] | None = None
+) -> ConfigFacts:
+    """The installed generation's :class:`ConfigFacts` of ``config_file``, with dotted ``overrides`` (the
+    ``--cfg-options``) applied first, so ``runner.max_epochs=24`` is a 24-epoch schedule."""
     from model_hub_mmdet import generation
 
     adapter = generation.adapter("experiment")
     try:
-        return adapter.config_facts(config_file, context_dir)
+        return adapter.config_facts(config_file, context_dir, overrides)
     except ConfigError as err:  # the loaders name the experiment key; here the config is init's argument
         raise ConfigError(str(err).replace("hyperparameters.config_file: ", "", 1)) from err
 
@@ -106,13 +109,16 @@ def experiment_for_config(
     data: str | None = None,
     context_dir: str | os.PathLike = ".",
     out_name: str = "EXP.yaml",
+    cfg_options: Mapping[str, Any] | None = None,
 ) -> InitResult:
-    """The experiment ``init`` writes for ``config_file`` (``slots``: ``--slots``, ``data``: ``--data``)."""
+    """The experiment ``init`` writes for ``config_file`` (``slots``: ``--slots``, ``data``: ``--data``;
+    ``cfg_options``: parsed ``--cfg-options``, read into the facts and written to ``override_mmdet_config``)."""
     from model_hub_mmdet import generation
 
     if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or slots < 1):
         raise ConfigError(f"--slots must be a whole number >= 1, got {slots!r}")
-    facts = config_facts(config_file, context_dir)
+    cfg_options = dict(cfg_options or {})
+    facts = config_facts(config_file, context_dir, cfg_options)
     file_client_args = storage_args(data) if data else None
     named = gpus_from_name(config_file)
     gpus = slots or named or DEFAULT_GPUS
@@ -122,7 +128,8 @@ def experiment_for_config(
         gpus_why = f"the {_count_in_name(config_file)} (GPUs x images per GPU) in the config's name"
     else:
         gpus_why = f"no GPU count in the config's name: mmdet's convention of {DEFAULT_GPUS}"
-    src = dict(facts.sources)
+    # a fact read from a key the options set says so
+    src = {k: v + (" (--cfg-options)" if v.split(" (")[0] in cfg_options else "") for k, v in facts.sources.items()}
     unit = "batches" if facts.by_iteration else "epochs"
     rows = _Rows()
     rows.add(0, "name", Path(config_file).stem, "the config's file name")
@@ -130,7 +137,12 @@ def experiment_for_config(
     rows.add(1, "config_file", str(config_file), "the config given to init (also found inside the installed mmdet)")
     rows.add(1, "global_batch_size", facts.per_gpu_batch * gpus,
              f"{_said(src.get('per_gpu_batch', 'per-GPU batch'), facts.per_gpu_batch)} x {gpus} GPUs (slots)")
-    rows.add(1, "override_mmdet_config", {}, "dotted config keys applied last, e.g. optimizer.lr: 0.01")
+    if cfg_options:
+        rows.add(1, "override_mmdet_config", None, "dotted config keys applied last")
+        for key, value in cfg_options.items():
+            rows.add(2, key, _plain(value), "--cfg-options")
+    else:
+        rows.add(1, "override_mmdet_config", {}, "dotted config keys applied last, e.g. optimizer.lr: 0.01")
     rows.add(0, "searcher", None, "one trial with the config's own schedule")
     rows.add(1, "name", "single", "one trial, as mmdet's tools/train.py")
     if facts.metric:
@@ -190,6 +202,11 @@ class _Rows:
         width = max(len(line) for line, _ in self.rows if len(line) <= 56) + 2
         return [f"{line.ljust(width)}# {comment}" if len(line) < width else f"{line}  # {comment}"
                 for line, comment in self.rows]
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists (YAML has none; the overrides make a list a tuple where the config has one)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def _scalar(value: Any) -> str:

@@ -128,3 +128,13 @@ def test_print_config_takes_a_config_and_cfg_options(tmp_path: Path, monkeypatch
                  "optim_wraper.optimizer.lr=1"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --cfg-options optim_wraper.optimizer.lr:") and "optim_wrapper" in err
+
+
+def test_cfg_options_shape_the_experiment(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    options = ["train_cfg.max_epochs=24", "train_dataloader.batch_size=4"]
+    config = "faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py"
+    assert main(["init", config, "-o", "exp.yaml", "--cfg-options", *options]) == 0
+    conf = load_experiment(tmp_path / "exp.yaml")
+    assert conf["searcher"]["max_length"] == {"epochs": 24} and conf["hyperparameters"]["global_batch_size"] == 32
+    assert _check_problems(tmp_path / "exp.yaml") == []
