@@ -155,7 +155,8 @@ class MMDetTrial(pytorch.PyTorchTrial):
             model = self.build_model()
         self.load_pretrained(model)
         self.detector = model  # unwrapped: data_preprocessor, parse_losses, val_step, exports
-        self.optim_wrapper = self.build_optimizer(model)
+        with quiet_mmengine():  # the constructor logs every parameter's paramwise options
+            self.optim_wrapper = self.build_optimizer(model)
         self.base_hyperparameters = self._scaled_hyperparameters()
         self.scaler = self.build_scaler()  # Determined needs wrap_scaler before wrap_model
         self.model = self._wrap_model(model)
