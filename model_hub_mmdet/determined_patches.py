@@ -29,7 +29,8 @@ It also holds every other private Determined name the package uses, so a reader 
   context defaults the harness sets from ``optimizations`` (:func:`set_context_defaults`);
 * ``ClusterInfo.trial._config`` / ``._debug``: the experiment config and debug flag of a cluster task
   (:func:`cluster_experiment_config`, :func:`cluster_debug`);
-* ``PyTorchTrialContext._aggregation_frequency``, ``_core.train`` and ``DummyTrainContext._tbd_directory``.
+* ``PyTorchTrialContext._aggregation_frequency``, ``_core.train`` and ``DummyTrainContext._tbd_directory``;
+* ``PyTorchTrialContext._PyTorchDistributedDataParallel``: the DDP class ``wrap_model`` uses (:func:`ddp_options`).
 
 Importing this module changes nothing. :func:`apply` (called by ``generation.setup()``, the local runner and the
 cluster entrypoint) runs :func:`check` first: if the installed Determined no longer has the names and signatures
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import inspect
 import logging
 import os
@@ -176,6 +178,12 @@ def cluster_debug(info: Any) -> bool:
 def aggregation_frequency(context: Any) -> int:
     """The gradient aggregation the context was created with (``pytorch.init(aggregation_frequency=...)``)."""
     return int(getattr(context, "_aggregation_frequency", 1))
+
+
+def ddp_options(context: Any, **kwargs: Any) -> None:
+    """Arguments for the ``DistributedDataParallel`` that ``context.wrap_model`` builds (mmdet's
+    ``find_unused_parameters``); call before ``wrap_model``."""
+    context._PyTorchDistributedDataParallel = functools.partial(type(context)._PyTorchDistributedDataParallel, **kwargs)
 
 
 def in_test_mode(context: Any) -> bool:

@@ -69,17 +69,21 @@ def storage_problems(conf: Mapping[str, Any]) -> list[str]:
 
 
 def trainer_problems(conf: Mapping[str, Any], cfg: Any) -> list[str]:
-    """Gradient accumulation in the config must be Determined's (``optimizations.aggregation_frequency``)."""
+    """Config values nothing here can honour (``resume_from``, a ``workflow`` with a val phase); gradient
+    accumulation in the config must be Determined's (``optimizations.aggregation_frequency``)."""
+    from model_hub_mmdet.mmdet2.config.keys import refusals
+
     plan = trainer_plan(conf)
+    problems = refusals(cfg)
     opt_cfg = cfg.get("optimizer_config") or {}
     if "cumulative_iters" in opt_cfg:
         wanted = int(opt_cfg["cumulative_iters"])
         if wanted != plan.aggregation_frequency:
-            return [
+            problems.append(
                 f"optimizer_config.cumulative_iters={wanted} needs optimizations.aggregation_frequency: {wanted}"
                 f" (it is {plan.aggregation_frequency}); Determined accumulates the gradients"
-            ]
-    return []
+            )
+    return problems
 
 
 def metric_problems(conf: Mapping[str, Any], cfg: Any) -> list[str]:

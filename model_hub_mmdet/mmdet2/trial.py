@@ -44,6 +44,7 @@ from model_hub_mmdet.expconf import local_hparams, searcher_length, with_default
 from model_hub_mmdet.finite import NonFiniteGuard, check_finite_weights  # noqa: E402
 from model_hub_mmdet.gather import raise_deferred_error  # noqa: E402
 from model_hub_mmdet.mmdet2.config import build_mmdet_config, config_text, dump_config, evaluate_kwargs  # noqa: E402
+from model_hub_mmdet.mmdet2.config.keys import account_for_keys  # noqa: E402
 from model_hub_mmdet.mmdet2.data import build_train_loader, build_val_loader, skipped_samples, unwrap_batch  # noqa: E402
 from model_hub_mmdet.mmdet2.evaluation import (  # noqa: E402
     PredictionGatherer,
@@ -147,6 +148,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
         context.experimental.disable_dataset_reproducibility_checks()
 
         self.cfg = self.build_config()
+        self._runtime_settings()
         self.seed = self._seed()
         self.per_slot_batch_size = context.get_per_slot_batch_size()
         # loader workers yield the cores to training on the CPU (model_hub_mmdet.workers)
@@ -223,8 +225,20 @@ class MMDetTrial(pytorch.PyTorchTrial):
     def build_config(self) -> Config:
         """The final MMDetection config (see :func:`model_hub_mmdet.build_mmdet_config`)."""
         cfg = build_mmdet_config(self.hparams, self.data_config, context_dir=os.getcwd())
+        account_for_keys(cfg)  # every top-level key honoured, replaced (one INFO line) or refused
         self._auto_scale_lr(cfg)
         return cfg
+
+    def _runtime_settings(self) -> None:
+        """The config keys mmdet's tools/train.py applies to the process: opencv threads and the multiprocessing
+        start method (``setup_multi_processes``), ``cudnn_benchmark``, and DDP's ``find_unused_parameters``."""
+        from mmdet.utils import setup_multi_processes
+
+        setup_multi_processes(self.cfg)
+        if self.cfg.get("cudnn_benchmark", False):
+            torch.backends.cudnn.benchmark = True
+        if self.cfg.get("find_unused_parameters", False):
+            determined_patches.ddp_options(self.context, find_unused_parameters=True)
 
     def _auto_scale_lr(self, cfg: Config) -> None:
         """``auto_scale_lr: true`` (or the config's ``auto_scale_lr.enable``) scales ``optimizer.lr`` by

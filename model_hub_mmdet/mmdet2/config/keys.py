@@ -1,0 +1,108 @@
+"""Every top-level key of an MMDetection 2.28 config, accounted for: honoured, replaced by a named Determined
+setting, or refused in one line. None is silently dropped.
+
+:data:`KEYS` is the table (docs/configuration.md prints it, and a test walks every bundled zoo config against it):
+``"honoured"`` keys are used as mmdet's ``tools/train.py`` and ``train_detector`` use them; ``"replaced"`` keys
+name the Determined setting (or command-line option) that does their job, and a run lists the ones its config
+sets in one INFO line at start; ``"variable"`` keys are the zoo's own config variables (pipelines, norm settings,
+sizes), which mmdet's tools read nowhere either. :func:`refusals` are the values nothing here can honour.
+Keys outside the table are user variables: one INFO line names them, since neither mmdet nor the trial reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from model_hub_mmdet.errors import ConfigError
+
+logger = logging.getLogger("model_hub_mmdet")
+
+HONOURED, REPLACED, VARIABLE = "honoured", "replaced", "variable"
+
+KEYS: dict[str, tuple[str, str]] = {
+    # used as mmdet's tools/train.py and train_detector use them
+    "model": (HONOURED, "build_detector, init_weights"),
+    "data": (HONOURED, "build_dataset for train/val/test; samples_per_gpu = global_batch_size / slots"),
+    "train_cfg": (HONOURED, "passed to build_detector (old-style top-level train_cfg)"),
+    "test_cfg": (HONOURED, "passed to build_detector (old-style top-level test_cfg)"),
+    "optimizer": (HONOURED, "mmcv.runner.build_optimizer (paramwise_cfg, custom constructors)"),
+    "optimizer_config": (HONOURED, "grad_clip in the trial's step; cumulative_iters needs"
+                                   " optimizations.aggregation_frequency"),
+    "fp16": (HONOURED, "torch AMP with a GradScaler (loss_scale) on GPUs; fp32 with a warning on CPUs"),
+    "lr_config": (HONOURED, "mmcv's LR updater hook, applied per batch"),
+    "momentum_config": (HONOURED, "mmcv's momentum updater hook, applied per batch"),
+    "custom_hooks": (HONOURED, "run at mmcv's runner calls in priority order; hooks Determined replaces are named"
+                               " in one INFO line"),
+    "custom_imports": (HONOURED, "imported before the config is used (modules of the context directory too)"),
+    "load_from": (HONOURED, "warm start from these weights"),
+    "auto_scale_lr": (HONOURED, "enable=True or hyperparameters.auto_scale_lr scales optimizer.lr by the global"
+                                " batch / base_batch_size"),
+    "seed": (HONOURED, "seeds the RNGs when Determined sets no trial seed (reproducibility.experiment_seed first)"),
+    "cudnn_benchmark": (HONOURED, "torch.backends.cudnn.benchmark, as tools/train.py sets it"),
+    "opencv_num_threads": (HONOURED, "mmdet.utils.setup_multi_processes, as tools/train.py calls it"),
+    "mp_start_method": (HONOURED, "mmdet.utils.setup_multi_processes, as tools/train.py calls it"),
+    "find_unused_parameters": (HONOURED, "passed to Determined's DistributedDataParallel"),
+    "total_epochs": (HONOURED, "the run's length when neither searcher.max_length nor runner gives one"),
+    # replaced by a named Determined setting
+    "runner": (REPLACED, "searcher.max_length (the config's max_epochs/max_iters only when it is absent)"),
+    "workflow": (REPLACED, "Determined's training loop with validation every min_validation_period"),
+    "checkpoint_config": (REPLACED, "min_checkpoint_period and checkpoint_storage"),
+    "log_config": (REPLACED, "Determined's training metrics and TensorBoard (every loss term, lr)"),
+    "evaluation": (REPLACED, "min_validation_period and searcher.metric (interval, save_best, rule,"
+                             " dynamic_intervals); its metric arguments go to dataset.evaluate"),
+    "resume_from": (REPLACED, "Determined's resume (train --local --resume/--auto-resume; the cluster's"
+                              " checkpoints); load_from for weights only"),
+    "auto_resume": (REPLACED, "train --local --auto-resume; max_restarts on a cluster"),
+    "dist_params": (REPLACED, "Determined's distributed launch (nccl on GPUs, gloo on CPUs)"),
+    "log_level": (REPLACED, "--debug (DEBUG logs), else INFO"),
+    "work_dir": (REPLACED, "train --local --out; checkpoint_storage"),
+    "gpu_ids": (REPLACED, "resources.slots_per_trial"),
+    "device": (REPLACED, "the device Determined gives each slot"),
+}
+# the zoo's config variables: read inside the config files, by no tool of mmdet's
+for _name in ("dataset_type", "data_root", "train_pipeline", "test_pipeline", "img_norm_cfg", "norm_cfg", "image_size",
+              "interval", "pretrained", "file_client_args", "num_things_classes", "num_stuff_classes", "num_classes",
+              "conv_cfg", "input_size", "embed_multi", "max_iters", "dynamic_intervals", "num_stages", "num_proposals",
+              "head_norm_cfg", "depths", "custom_keys", "min_values", "backbone_norm_multi", "backbone_embed_multi",
+              "checkpoint", "teacher_ckpt", "img_scale", "train_dataset", "max_epochs", "num_last_epochs", "img_size",
+              "pad_cfg", "load_pipeline", "classes", "albu_train_transforms", "rpn_weight", "norm_multi", "CLASSES"):
+    KEYS[_name] = (VARIABLE, "a variable of the config file; mmdet's tools read it nowhere, nor does the trial")
+
+
+def _set(value: Any) -> bool:
+    return value is not None and value is not False and value != {} and value != []
+
+
+def refusals(cfg: Mapping[str, Any]) -> list[str]:
+    """Values of keys that nothing here can honour, one line each."""
+    problems = []
+    if _set(cfg.get("resume_from")):
+        problems.append(
+            f"resume_from={cfg['resume_from']!r}: Determined resumes from its own checkpoints (train --local --resume"
+            " DIR or --auto-resume; on a cluster, the experiment's checkpoints); set load_from to start from these"
+            " weights"
+        )
+    workflow = cfg.get("workflow") or []
+    phases = [w[0] for w in workflow if isinstance(w, (list, tuple)) and w]
+    if any(p != "train" for p in phases):
+        problems.append(
+            f"workflow={list(map(tuple, workflow))!r}: Determined's loop trains and validates every"
+            " min_validation_period; a 'val' phase (validation losses) is not run here; use [('train', 1)]"
+        )
+    return problems
+
+
+def account_for_keys(cfg: Mapping[str, Any]) -> None:
+    """Refuse what cannot be honoured (one :class:`ConfigError` line); log one INFO line with the keys this config
+    sets that Determined replaces, and one with keys outside the table."""
+    problems = refusals(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    replaced = [f"{k} -> {KEYS[k][1]}" for k in cfg if KEYS.get(k, ("",))[0] == REPLACED and _set(cfg.get(k))]
+    if replaced:
+        logger.info("config keys replaced by Determined: %s", "; ".join(replaced))
+    unknown = [k for k in cfg if k not in KEYS]
+    if unknown:
+        logger.info("config variables that neither mmdet's tools nor the trial read: %s", ", ".join(unknown))
