@@ -3,7 +3,6 @@ config's own schedule (``train_cfg``) and per-GPU batch."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -49,19 +48,8 @@ EPOCH_LENGTHS = (1000, 7330)  # any loader length: the schedule must equal the c
 
 
 def _check_problems(path: Path) -> list[str]:
-    """``model-hub-mmdet check``'s problems. Until the 3.x trial exists its entrypoint cannot be imported, so
-    then every check but that one runs (the same functions, in the same order)."""
-    if importlib.util.find_spec("model_hub_mmdet.mmdet3.trial") is not None:
-        return check.check_experiment(path).problems
-    conf = load_experiment(path)
-    adapter = generation.adapter("check")
-    hparams = local_hparams(conf["hyperparameters"])
-    problems = check.schema_problems(conf) + adapter.storage_problems(conf) + check.data_setting_problems(conf)
-    problems += check.hparam_problems(hparams, conf) + adapter.override_problems(hparams, Path("."))
-    cfg = adapter.build_config(hparams, conf, Path("."))
-    problems += check.trainer_problems(conf) + adapter.trainer_problems(conf, cfg)
-    problems += adapter.metric_problems(conf, cfg) + adapter.annotation_problems(cfg, conf, Path("."))
-    return problems
+    """``model-hub-mmdet check``'s problems (the 3.x trial's entrypoint included)."""
+    return check.check_experiment(path).problems
 
 
 @pytest.mark.parametrize("config", ZOO)
@@ -138,3 +126,34 @@ def test_cfg_options_shape_the_experiment(tmp_path: Path, monkeypatch, capsys) -
     conf = load_experiment(tmp_path / "exp.yaml")
     assert conf["searcher"]["max_length"] == {"epochs": 24} and conf["hyperparameters"]["global_batch_size"] == 32
     assert _check_problems(tmp_path / "exp.yaml") == []
+
+
+@pytest.mark.slow
+def test_train_a_config_with_cfg_options(shapes_dir: Path, det_local: Path) -> None:
+    """``train CONFIG.py --local`` trains what init writes (one slot here): train_cfg's epochs of len(loader)
+    batches, validating and checkpointing every epoch; --cfg-options reach the model and the run's records."""
+    import json
+
+    from model_hub_mmdet import checkpoints
+
+    base = Path(__file__).parent / "configs" / "rtmdet_tiny_shapes.py"
+    data = "\n".join(f"{split}_dataloader = dict(dataset=dict(data_root='{shapes_dir}/'))"
+                     for split in ("train", "val", "test"))
+    config = Path("rtmdet_tiny_1xb2_shapes.py").resolve()
+    config.write_text(
+        f"_base_ = '{base}'\n{data}\n"
+        f"val_evaluator = dict(ann_file='{shapes_dir}/annotations/val.json')\ntest_evaluator = val_evaluator\n"
+        "train_cfg = dict(max_epochs=2, val_interval=1)\ndefault_hooks = dict(checkpoint=dict(interval=1))\n"
+    )
+    out = det_local / "run"
+    options = ["optim_wrapper.optimizer.lr=0.0123", "model.test_cfg.max_per_img=10"]
+    assert main(["train", str(config), "--local", "--out", str(out), "--cfg-options", *options]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    loader_len = 8 // 2  # 8 square training images, 2 per batch, one aspect-ratio group
+    assert [v["batches"] for v in metrics["validations"]] == [loader_len, 2 * loader_len]
+    assert "coco/bbox_mAP" in metrics["validations"][-1]
+    assert metrics["cfg_options"] == {"optim_wrapper.optimizer.lr": 0.0123, "model.test_cfg.max_per_img": 10}
+    saved = yaml.safe_load((out / "experiment.yaml").read_text())
+    assert saved["searcher"]["max_length"] == {"epochs": 2} and saved["hyperparameters"]["global_batch_size"] == 2
+    text = (Path(checkpoints.newest_complete(out)) / checkpoints.CONFIG_FILE).read_text()
+    assert "lr=0.0123" in text and "max_per_img=10" in text
