@@ -144,7 +144,7 @@ val_evaluator = dict(type='CocoMetric', ann_file=data_root + 'annotations/val.js
 test_evaluator = val_evaluator
 
 # Schedule, counted in iterations so it means the same under Determined's searcher.max_length, which replaces
-# train_cfg.max_iters: the cosine decay always spans the whole run.
+# train_cfg.max_iters: the cosine has no `end`, so it ends where the run ends (the loop's length is the default).
 max_iters = 1500
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=500)
 val_cfg = dict(type='ValLoop')
@@ -155,7 +155,7 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=35, norm_type=2))  # from-scratch heads spike early on
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=max_iters, eta_min_ratio=0.01),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=0, eta_min_ratio=0.01),
 ]
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
