@@ -176,6 +176,8 @@ def experiment_for_config(
         f"#   model-hub-mmdet check {out_name}",
         f"#   det experiment create -f {out_name} .",
     ]
+    if not facts.metric:  # check then says searcher.metric is missing
+        header.append("# searcher.metric: the config's evaluation reports no metric init knows; add the one to search.")
     if not file_client_args:
         header.append("# Data: read from the config's paths; init --data s3://BUCKET/PREFIX (or gs://) reads a bucket.")
     text = "\n".join(header + rows.render()) + "\n"
