@@ -28,8 +28,13 @@ def _polygon(x: float, y: float, w: float, h: float) -> list[list[float]]:
     return [[x, y, x + w, y, x + w, y + h, x, y + h]]
 
 
-def make_coco2017_like(root: Path, images: int = 10, size: int = 96, seed: int = 0) -> Path:
-    """Write ``root/images/*.jpg`` and ``root/annotations.json``; returns the annotation file."""
+COCO_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]  # COCO's 80 ids
+
+
+def make_coco2017_like(root: Path, images: int = 10, size: int = 96, seed: int = 0,
+                       all_categories: bool = False) -> Path:
+    """Write ``root/images/*.jpg`` and ``root/annotations.json``; returns the annotation file. With
+    ``all_categories`` the file lists COCO's 80 categories (ids and names), as instances_train2017.json does."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
     imgs: list[dict[str, Any]] = []
@@ -82,6 +87,11 @@ def make_coco2017_like(root: Path, images: int = 10, size: int = 96, seed: int =
     add(sizes[4][2], 18, [5.0, 5.0, 25.0, 15.0], iscrowd=1,
         segmentation={"counts": compressed["counts"].decode(), "size": list(compressed["size"])})
     path = root / "annotations.json"
+    categories = CATEGORIES
+    if all_categories:
+        from mmdet.datasets import CocoDataset
+
+        categories = [{"id": i, "name": n, "supercategory": ""} for i, n in zip(COCO_IDS, CocoDataset.CLASSES)]
     path.write_text(json.dumps({"info": {"year": 2017}, "licenses": [], "images": imgs, "annotations": anns,
-                                "categories": CATEGORIES}))
+                                "categories": categories}))
     return path

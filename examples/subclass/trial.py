@@ -28,8 +28,9 @@ class FrozenBackboneTrial(MMDetTrial):
         metrics["backbone_frozen"] = float(frozen)
         return metrics
 
-    def evaluate(self, results: list[Any]) -> dict[str, float]:
-        metrics = super().evaluate(results)
+    def evaluate(self, results: list[Any], indices: list[int] | None = None) -> dict[str, float]:
+        # the documented signature: a partial validation (--test, skipped bad images) passes the images' indices
+        metrics = super().evaluate(results=results, indices=indices)
         boxes = [r[0] if isinstance(r, tuple) else r for r in results]
         score_thr = 0.3
         metrics["detections_per_image"] = float(

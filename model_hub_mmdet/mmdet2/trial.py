@@ -1,19 +1,7 @@
 """``MMDetTrial``: an MMDetection 2.x detector trained by Determined's PyTorchTrial loop.
 
-The trial wires pieces together and keeps little logic of its own; every step is a small method a subclass
-can override:
-
-==========================  ====================================================================
-``build_config``            experiment hyperparameters -> final ``mmcv.Config`` (config pipeline)
-``build_train_dataset``     ``mmdet.datasets.build_dataset(cfg.data.train)``
-``build_val_dataset``       ``build_dataset(cfg.data.val, dict(test_mode=True))``
-``build_model``             ``build_detector`` + ``init_weights`` + CLASSES + SyncBN handling
-``load_pretrained``         warm start (model zoo, ``pretrained_weights``, ``load_from``)
-``build_optimizer``         ``mmcv.runner.build_optimizer`` (``paramwise_cfg``, custom constructors)
-``build_schedule``          mmcv's LR/momentum hooks, applied per batch (``schedules.py``)
-``train_batch``             forward, ``_parse_losses``, backward, clip, step
-``evaluate_batch``          predictions gathered across slots; ``evaluate`` runs ``dataset.evaluate``
-==========================  ====================================================================
+The trial wires pieces together and keeps little logic of its own; each step is a method a subclass may override
+(the list, with signatures, is :class:`MMDetTrial`'s docstring and docs/customising.md).
 """
 
 from __future__ import annotations
@@ -70,7 +58,7 @@ class MMDetTrialCallback(pytorch.PyTorchCallback):
         return {"batches_trained": self.trial.batches_trained, STATE_KEY: self.trial.hook_runner.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.trial.restore_position(int(state_dict.get("batches_trained", 0)))
+        self.trial.restore_position(batches_trained=int(state_dict.get("batches_trained", 0)))
         self.trial.hook_runner.load_state_dict(state_dict.get(STATE_KEY) or {})
 
     def on_checkpoint_save_start(self, checkpoint: dict[str, Any]) -> None:
@@ -126,10 +114,36 @@ class MMDetTrial(pytorch.PyTorchTrial):
     ``global_batch_size`` (required by Determined; per-slot batch = global / slots). The experiment's ``data``
     section may hold ``file_client_args`` (storage backend for images and annotations).
 
-    Subclasses may override any ``build_*`` method, including Determined's ``build_training_data_loader``: the
-    schedule's epoch length is taken from whatever loader that returns, and resume positions are restored into
-    this class's own loader when it is the one in use (a ``det.pytorch.DataLoader`` is skipped ahead by
-    Determined itself).
+    **The subclass contract.** A subclass may override these methods; the trial (and Determined, for its own)
+    calls each with keyword arguments under exactly these names, so an override that keeps the signature keeps
+    working. Call ``super()`` for the default behaviour.
+
+    ==============================================================  ==========================================
+    ``build_config(self) -> mmcv.Config``                           the final mmdet config
+    ``build_train_dataset(self) -> Dataset``                        ``build_dataset(cfg.data.train)``
+    ``build_val_dataset(self) -> Dataset``                          ``build_dataset(cfg.data.val, test_mode)``
+    ``build_model(self) -> nn.Module``                              ``build_detector`` + ``init_weights``
+    ``load_pretrained(self, model) -> None``                        warm start (zoo, weights, ``load_from``)
+    ``build_optimizer(self, model) -> Optimizer``                   ``mmcv.runner.build_optimizer``
+    ``build_scaler(self) -> GradScaler | None``                     ``fp16``
+    ``build_hook_runner(self) -> HookRunner``                       ``custom_hooks`` (``mmdet2/hooks.py``)
+    ``build_schedule(self) -> Schedule``                            ``lr_config`` / ``momentum_config``
+    ``resolve_max_iters(self) -> int``                              the run's length in batches
+    ``build_training_data_loader(self) -> DataLoader``              Determined's; must have a length
+    ``build_validation_data_loader(self) -> DataLoader``            Determined's
+    ``train_batch(self, batch, epoch_idx, batch_idx) -> dict``      one step; the training metrics
+    ``evaluate_batch(self, batch, batch_idx) -> dict``              predictions of one validation batch
+    ``evaluate(self, results, indices=None) -> dict``               metrics of all predictions; ``indices``:
+                                                                    the images predicted, when a validation
+                                                                    covers only some (test mode, skipped
+                                                                    bad images), else None
+    ``restore_position(self, batches_trained) -> None``             continue after a resume
+    ``save_config(self) -> Path | None``                            ``save_cfg``
+    ==============================================================  ==========================================
+
+    ``build_training_data_loader`` may return any loader with a length: the schedule's epoch length is taken from
+    it, and resume positions are restored into this class's own loader when it is the one in use (a
+    ``det.pytorch.DataLoader`` is skipped ahead by Determined itself).
     """
 
     def __init__(self, context: pytorch.PyTorchTrialContext) -> None:
@@ -158,11 +172,11 @@ class MMDetTrial(pytorch.PyTorchTrial):
         self.val_dataset = self.build_val_dataset()
 
         model = self.build_model()
-        self.load_pretrained(model)
+        self.load_pretrained(model=model)
         self.detector = model  # unwrapped: _parse_losses, CLASSES, exports
         self.scaler = self.build_scaler()  # Determined needs wrap_scaler before wrap_model
         self.model = context.wrap_model(model)
-        self.optimizer = context.wrap_optimizer(self.build_optimizer(model))
+        self.optimizer = context.wrap_optimizer(self.build_optimizer(model=model))
         self.guard = NonFiniteGuard(
             (self.cfg.get("optimizer_config") or {}).get("grad_clip"),
             max_skips=int(self.hparams.get("skip_nonfinite_batches") or 0),
