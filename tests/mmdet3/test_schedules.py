@@ -46,7 +46,9 @@ def runner_values(tmp_path: Path, optim_wrapper: dict, param_scheduler, train_cf
         model=_Toy(),
         work_dir=str(tmp_path),
         train_dataloader=dict(dataset=[torch.ones(2) for _ in range(EPOCH_LEN)], batch_size=1,
-                              sampler=dict(type="DefaultSampler", shuffle=False),
+                              # an endless sampler: mmengine's loop sleeps 2 s whenever it restarts a loader
+                              sampler=dict(type="InfiniteSampler" if "Iter" in train_cfg["type"] else "DefaultSampler",
+                                           shuffle=False),
                               collate_fn=dict(type="pseudo_collate")),
         optim_wrapper=copy.deepcopy(optim_wrapper),
         param_scheduler=copy.deepcopy(param_scheduler),
