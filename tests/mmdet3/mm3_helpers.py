@@ -10,6 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = Path(__file__).resolve().parent / "configs"
 MODELS = {
     "rtmdet": str(CONFIGS / "rtmdet_tiny_shapes.py"),
+    "dino": str(CONFIGS / "dino_shapes.py"),
     "mask_rcnn": str(REPO / "examples" / "shapes" / "mask_rcnn_shapes_mmdet3.py"),
 }
 

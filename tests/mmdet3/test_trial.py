@@ -59,6 +59,14 @@ def test_mask_rcnn_trains_and_validates_bbox_and_segm(shapes_dir: Path, det_loca
     assert result.training[-1]["loss_mask"] > 0
 
 
+def test_dino_trains_and_validates(shapes_dir: Path, det_local: Path) -> None:
+    conf = experiment(shapes_dir, "dino", max_batches=3)
+    result = train_local(conf, validation_period=3, checkpoint_period=0)
+    assert result.batches_trained == 3
+    assert "coco/bbox_mAP" in result.validations[-1]
+    assert {"loss_cls", "loss_bbox", "loss_iou", "dn_loss_cls"} <= set(result.training[-1])
+
+
 def test_test_mode_scores_only_the_images_it_covered(shapes_dir: Path, det_local: Path) -> None:
     conf = experiment(shapes_dir, "rtmdet", max_batches=2)
     result = train_local(conf, test_mode=True)
