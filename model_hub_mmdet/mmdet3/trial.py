@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import io
 import logging
 import os
 from collections.abc import Mapping
@@ -113,7 +114,7 @@ def quiet_mmengine() -> Any:
     level = mm_logger.level
     mm_logger.setLevel(max(level, logging.WARNING))
     try:
-        with contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115 - pycocotools' progress prints
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
             yield
     finally:
         mm_logger.setLevel(level)
@@ -222,8 +223,9 @@ class MMDetTrial(pytorch.PyTorchTrial):
             exp_seed = (self.exp_conf.get("reproducibility") or {}).get("experiment_seed")
             seed = int(exp_seed if exp_seed is not None else randomness.get("seed") or 0)
         randomness = dict(self.cfg.get("randomness") or {})
-        set_random_seed(seed, deterministic=bool(randomness.get("deterministic", False)),
-                        diff_rank_seed=False)
+        # mmengine's diff_rank_seed gives each rank its own global RNG streams; the data order keeps one seed.
+        offset = self.context.distributed.get_rank() if randomness.get("diff_rank_seed") else 0
+        set_random_seed(seed + offset, deterministic=bool(randomness.get("deterministic", False)))
         return seed
 
     def _scaled_hyperparameters(self) -> list[dict[str, Any]]:
