@@ -65,6 +65,48 @@ def _batch_size(batch: Mapping) -> int:
     return len(inputs) if isinstance(inputs, (list, tuple)) else 1
 
 
+class _ImagePaths:
+    """The image path of each dataset index, in the shape the core's prefetcher reads (``data_infos`` entries with
+    a ``filename``; mmengine's ``get_data_info(i)['img_path']`` already holds ``data_root`` and the prefix)."""
+
+    img_prefix = None
+
+    def __init__(self, dataset: Any) -> None:
+        self._dataset = dataset
+        self._infos: list[dict] | None = None
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    @property
+    def data_infos(self) -> list[dict]:
+        if self._infos is None:
+            self._infos = [{"filename": self._dataset.get_data_info(i).get("img_path")} for i in range(len(self))]
+        return self._infos
+
+
+class _SampleKeys:
+    """What the prefetcher sees of the training set: sample key ``k`` is index ``k % len``."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = _ImagePaths(dataset)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+def _with_prefetch(sampler: ResumableBatchSampler, dataset: Any, file_client_args: Mapping | None) -> Any:
+    """With an object store whose ``prefetch`` is > 0 (and a cache), the images of the next batches of this slot are
+    fetched into the local cache ahead of the loader (:mod:`model_hub_mmdet.storage.prefetch`)."""
+    from model_hub_mmdet.storage import object_backend
+    from model_hub_mmdet.storage.prefetch import PrefetchBatchSampler
+
+    backend = object_backend(dict(file_client_args)) if file_client_args else None
+    if backend is None or backend.cache is None or not backend.prefetch or backend.prefetch <= 0:
+        return sampler
+    return PrefetchBatchSampler(sampler, _SampleKeys(dataset), backend, backend.prefetch, backend.prefetch_threads)
+
+
 def build_train_loader(
     dataset: Dataset,
     batch_size: int,
@@ -75,10 +117,12 @@ def build_train_loader(
     shuffle: bool = True,
     group_by_aspect_ratio: bool = True,
     collate: Callable[[list], Any] | None = None,
+    file_client_args: Mapping | None = None,
     bad_images: Mapping | BadImagePolicy | None = None,
     worker_niceness: int = 0,
 ) -> TrainLoader:
-    """The endless, resumable, group-batched training loader of one slot (see the module docstring)."""
+    """The endless, resumable, group-batched training loader of one slot (see the module docstring); with an
+    object-store ``file_client_args`` whose ``prefetch`` is > 0, its images are fetched ahead."""
     from mmengine.dataset import pseudo_collate
 
     policy = BadImagePolicy.from_config(bad_images)
@@ -90,7 +134,7 @@ def build_train_loader(
     generator.manual_seed(seed)
     loader = TrainLoader(
         SeededDataset(dataset, seed),
-        batch_sampler=resumable,
+        batch_sampler=_with_prefetch(resumable, dataset, file_client_args),
         num_workers=num_workers,
         collate_fn=partial(collate_checked, collate=collate or pseudo_collate),
         persistent_workers=num_workers > 0,

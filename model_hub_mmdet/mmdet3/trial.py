@@ -292,6 +292,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
                 shuffle=bool((loader_cfg.get("sampler") or {}).get("shuffle", True)),
                 group_by_aspect_ratio=groups_by_aspect_ratio(loader_cfg),
                 collate=build_collate(loader_cfg),
+                file_client_args=self.data_config.get("file_client_args"),
                 bad_images=self.data_config.get("bad_images"),
                 worker_niceness=self.worker_niceness,
             )

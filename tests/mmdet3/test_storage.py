@@ -4,6 +4,8 @@ the core's clients registered as mmengine backends, and trains exactly as from l
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,30 +29,68 @@ def disk_result(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         return train_local(experiment(shapes_dir, "rtmdet", max_batches=4), validation_period=4)
 
 
-@pytest.mark.parametrize("kind", ["s3", "gcs"])
-def test_trial_reads_everything_from_the_bucket(kind, shapes_dir, det_local, disk_result, request, monkeypatch):
-    from mmengine.fileio import get_file_backend
+class Bucket:
+    """The shapes data uploaded to a fresh bucket, reached through a counting proxy."""
 
-    isolate_cloud_env(monkeypatch, det_local)
-    server = request.getfixturevalue("moto" if kind == "s3" else "fake_gcs")
-    bucket = f"m3-{kind}-{os.getpid()}"
-    make_bucket(kind, server.endpoint, bucket)
-    proxy = FaultProxy(server.endpoint)
-    try:
+    def __init__(self, kind: str, endpoint: str, shapes_dir: Path, cache: Path, prefetch: int = 0) -> None:
+        from mmengine.fileio import get_file_backend
+
+        name = f"m3-{kind}-{os.getpid()}-{prefetch}"
+        make_bucket(kind, endpoint, name)
+        self.proxy = FaultProxy(endpoint)
         scheme = "s3" if kind == "s3" else "gs"
-        args = {"backend": kind, ("endpoint_url" if kind == "s3" else "emulator_host"): proxy.endpoint,
-                "cache_dir": str(det_local / "cache"), "retry_backoff": 0.01}
-        backend = get_file_backend(backend_args={**args, "bucket_name": bucket})
-        assert backend.upload_dir(shapes_dir, f"{scheme}://{bucket}/shapes") == 14
-        # A URI data_root: gs:// must count as absolute for mmengine, or data_root would be prepended again.
-        exp = experiment(f"{scheme}://{bucket}/shapes", "rtmdet", max_batches=4, data={"file_client_args": args})
-        result = train_local(exp, validation_period=4)
-        paths = proxy.paths
-    finally:
-        proxy.close()
+        self.args = {"backend": kind, ("endpoint_url" if kind == "s3" else "emulator_host"): self.proxy.endpoint,
+                     "cache_dir": str(cache), "retry_backoff": 0.01, "prefetch": prefetch}
+        self.root = f"{scheme}://{name}/shapes"
+        self.backend = get_file_backend(backend_args={**self.args, "bucket_name": name})
+        assert self.backend.upload_dir(shapes_dir, self.root) == 14
+
+
+@pytest.fixture(params=["s3", "gcs"])
+def bucket(request: pytest.FixtureRequest, shapes_dir: Path, det_local: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[Bucket]:
+    isolate_cloud_env(monkeypatch, det_local)
+    server = request.getfixturevalue("moto" if request.param == "s3" else "fake_gcs")
+    made = Bucket(request.param, server.endpoint, shapes_dir, det_local / "cache")
+    yield made
+    made.proxy.close()
+
+
+def test_trial_reads_everything_from_the_bucket(bucket: Bucket, disk_result) -> None:
+    # A URI data_root: gs:// must count as absolute for mmengine, or data_root would be prepended again.
+    exp = experiment(bucket.root, "rtmdet", max_batches=4, data={"file_client_args": bucket.args})
+    result = train_local(exp, validation_period=4)
     assert [t["loss"] for t in result.training] == [t["loss"] for t in disk_result.training]
     assert result.validations == disk_result.validations
+    paths = bucket.proxy.paths
     for split, count in (("train", 8), ("val", 4)):
         images = {p.split(f"{split}%2F")[-1].split(f"{split}/")[-1].split("?")[0] for p in paths
                   if f"{split}%2F0000" in p or f"{split}/0000" in p}
         assert len(images) == count, (split, images)
+
+
+def test_prefetch_warms_the_next_batches_of_the_loader(moto, shapes_dir: Path, det_local: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmdet.registry import DATASETS
+
+    from model_hub_mmdet.mmdet3.config import build_mmdet_config
+    from model_hub_mmdet.mmdet3.data import build_train_loader
+    from model_hub_mmdet.storage.prefetch import PrefetchBatchSampler
+
+    isolate_cloud_env(monkeypatch, det_local)
+    store = Bucket("s3", moto.endpoint, shapes_dir, det_local / "cache", prefetch=4)
+    try:
+        exp = experiment(store.root, "rtmdet", data={"file_client_args": store.args})
+        cfg = build_mmdet_config(exp["hyperparameters"], exp["data"])
+        dataset = DATASETS.build(cfg.train_dataloader.dataset)
+        loader = build_train_loader(dataset, 2, num_workers=0, seed=0, file_client_args=store.args)
+        assert isinstance(loader.batch_sampler, PrefetchBatchSampler)
+        batches = iter(loader)
+        next(batches)
+        upcoming = [dataset.get_data_info(i)["img_path"] for i in loader.resumable.groups.batches_for_pass(0)[1]]
+        deadline = time.monotonic() + 10  # the prefetcher's threads may still be writing them
+        while not all(store.backend.cached(p) for p in upcoming) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(store.backend.cached(p) for p in upcoming)
+    finally:
+        store.proxy.close()
