@@ -12,10 +12,13 @@ format mmengine's runner writes, so ``mmdet.apis.init_detector(OUT.py, OUT.pth)`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +32,37 @@ from model_hub_mmdet.weights.loading import extract_state_dict, load_checkpoint_
 logger = logging.getLogger("model_hub_mmdet")
 
 
-def checkpoint_dir(checkpoint: str | os.PathLike) -> Any:
-    """The local directory of a checkpoint: a directory, its ``state_dict.pth``, or the UUID of a local run's
-    checkpoint (Determined's local checkpoint storage)."""
+@contextlib.contextmanager
+def checkpoint_dir(checkpoint: str | os.PathLike) -> Iterator[Path]:
+    """The local directory of a checkpoint given as a directory, its ``state_dict.pth``, or a UUID (found in
+    Determined's local checkpoint storage, else downloaded to a temporary directory when ``$DET_MASTER`` is set)."""
     from model_hub_mmdet.checkpoints import local_checkpoint
 
     path = Path(os.path.expanduser(str(checkpoint)))
     if path.is_file() and path.name == STATE_FILE:
         path = path.parent
     if path.is_dir():
-        return path
-    local = local_checkpoint(str(checkpoint).strip())
+        yield path
+        return
+    name = str(checkpoint).strip()
+    local = local_checkpoint(name)
     if local.is_dir():
-        return local
-    raise WeightsError(f"{checkpoint} is neither a checkpoint directory nor a checkpoint UUID in {local.parent}")
+        yield local
+        return
+    master = os.environ.get("DET_MASTER")
+    if not master:
+        raise WeightsError(f"{checkpoint} is neither a checkpoint directory nor a checkpoint in {local.parent}; set"
+                           " DET_MASTER to download it from your cluster, or pass the checkpoint's directory")
+    with tempfile.TemporaryDirectory(prefix="model_hub_mmdet_export_") as tmp:
+        try:
+            from determined.experimental import client
+
+            downloaded = client.get_checkpoint(name).download(str(Path(tmp) / name))
+        except Exception as err:  # noqa: BLE001 - the SDK raises many types; all mean "could not download"
+            reason = str(err).splitlines()[0] if str(err) else repr(err)
+            raise WeightsError(f"cannot download checkpoint {name} from DET_MASTER={master}: {reason}; check `det"
+                               " checkpoint describe` and `det user login`, or pass the checkpoint directory") from err
+        yield Path(downloaded)
 
 
 def read_trial_checkpoint(ckpt_dir: Path) -> tuple[OrderedDict, dict[str, Any], dict[str, Any]]:
@@ -92,7 +112,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_path: str | os.PathLike
     out = Path(out_path).expanduser()
     if out.is_dir():
         raise WeightsError(f"export target {out} is a directory; give a file name such as {out / 'model.pth'}")
-    state, meta, hooks = read_trial_checkpoint(checkpoint_dir(checkpoint))
+    with checkpoint_dir(checkpoint) as ckpt_dir:
+        state, meta, hooks = read_trial_checkpoint(ckpt_dir)
     state = OrderedDict((k, v.detach().cpu()) for k, v in state.items())
     changes = hooks.get("state_dict_changes") or {}
     state.update((k, v.detach().cpu()) for k, v in changes.items() if k in state)

@@ -126,6 +126,9 @@ class RunnerFacade:
         self.logger = MMLogger.get_current_instance()
         self.iter = 0
         self.epoch = 0
+        from model_hub_mmdet.mmdet3.schedules import loop_is_iter_based
+
+        self._iter_loop = loop_is_iter_based(cfg.get("train_cfg"))
         self._started = False
         self._epoch_open = False
         self.hooks = self.build_hooks(cfg)
@@ -137,7 +140,8 @@ class RunnerFacade:
 
     @property
     def max_epochs(self) -> int:
-        return -(-self.max_iters // self._iters_per_epoch())
+        # mmengine's IterBasedTrainLoop reports one epoch; an epoch loop as many as the searcher's length spans.
+        return 1 if self._iter_loop else -(-self.max_iters // self._iters_per_epoch())
 
     @property
     def distributed(self) -> bool:
@@ -207,9 +211,8 @@ class RunnerFacade:
             self._epoch_open = False
 
     def _inner(self, batch_idx: int) -> int:
-        from model_hub_mmdet.mmdet3.schedules import loop_is_iter_based
-
-        return batch_idx if loop_is_iter_based(self.cfg.get("train_cfg")) else batch_idx % self._iters_per_epoch()
+        """The ``batch_idx`` mmengine's loop passes to hooks: global for an iteration loop, in the epoch else."""
+        return batch_idx if self._iter_loop else batch_idx % self._iters_per_epoch()
 
     def before_validation(self) -> None:
         self.call("before_val")
