@@ -154,8 +154,23 @@ def test_kill_and_resume_with_ema_is_bit_identical_and_exports_the_ema_weights(
     from model_hub_mmdet.mmdet2.export import export_checkpoint
 
     # 4 batches per epoch; checkpoint mid-epoch (3), validations mid-epoch (2) and at an epoch's end (4)
+    from model_hub_mmdet.mmdet2.trial import MMDetTrial
+
+    during_validation: list[tuple[int, bool, bool]] = []
+
+    class Probe(MMDetTrial):
+        def evaluate_batch(self, batch, batch_idx):  # the model validated: EMA weights, raw ones in the buffers
+            if batch_idx == 0:
+                model, name = self.detector, "bbox_head.retina_cls.weight"
+                ema = getattr(model, "ema_" + name.replace(".", "_"))
+                raw_kept = self.hook_runner.ema_swapped_in
+                during_validation.append((self.batches_trained, raw_kept,
+                                          not torch.equal(model.state_dict()[name], ema)))
+            return super().evaluate_batch(batch, batch_idx)
+
     exp = tiny_experiment(shapes_dir, model="retinanet", max_batches=6, overrides={"custom_hooks": EMA_HOOK})
-    full = train_local(exp, checkpoint_period=3, validation_period=2)
+    full = train_local(exp, Probe, checkpoint_period=3, validation_period=2)
+    assert during_validation == [(2, True, True), (4, True, True), (6, True, True)]
     from model_hub_mmdet.checkpoints import batches_trained
 
     (middle,) = [c for c in full.checkpoints if batches_trained(c) == 3]

@@ -13,7 +13,7 @@ Validation uses Determined's DataLoader, which gives slot ``r`` every ``n``-th b
 
 Unreadable images (``data.bad_images``, :class:`~model_hub_mmdet.mmdet2.datasets.robust.BadImagePolicy`): importing
 this module makes mmdet's ``LoadImageFromFile`` raise a ``BadImageError`` naming the file, and
-``CocoDataset.load_annotations`` an ``AnnotationError`` naming the file and its problems. In training,
+``CocoDataset.load_annotations`` an ``AnnotationError`` naming the file and what mmdet cannot train on. In training,
 :class:`SeededDataset` replaces a bad sample with a substitute from the same aspect-ratio group, chosen from
 ``(seed, sample key)`` alone, so the order stays a pure function of ``(seed, position)`` and resumes stay
 exact. Worker processes cannot share a counter, so what happened travels with each batch (a

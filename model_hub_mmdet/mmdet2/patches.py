@@ -40,8 +40,8 @@ Each fix is the narrowest one that works, and each is exercised by ``tests/test_
   printed again. That module's ``warnings`` is given a ``simplefilter`` that changes nothing; everything else
   passes through.
 * **One-line data errors.** ``LoadImageFromFile.__call__`` raises ``BadImageError`` naming the file
-  (:mod:`.datasets.robust`), and ``CocoDataset.load_annotations`` an ``AnnotationError`` naming the file and its
-  problems (:mod:`.datasets.annotations`).
+  (:mod:`.datasets.robust`), and ``CocoDataset.load_annotations`` an ``AnnotationError`` naming the file and what
+  mmdet cannot train on, or logs one warning line counting what it tolerates (:mod:`.datasets.annotations`).
 * **mmcv's v2.0 banner.** ``import mmcv`` warns about a release that happened years ago on every process
   (and every data-loader worker); it is silenced by message, nothing else is.
 """
@@ -263,9 +263,12 @@ REGISTRY: tuple[Patch, ...] = (
     Patch("bad-image-errors", "LoadImageFromFile fails on a bad image with an error that names no file", CHECKED,
           "mmdet", _install_image_check,
           targets={"mmdet.datasets.pipelines.loading:LoadImageFromFile.__call__": "70efc3c01e50"}),
-    Patch("bad-annotation-errors", "CocoDataset.load_annotations fails on a bad file with a bare traceback",
+    Patch("bad-annotation-errors", "CocoDataset.load_annotations fails on a bad file with a bare traceback and drops"
+          " what it tolerates without a word; the check mirrors _parse_ann_info and _filter_imgs",
           CHECKED, "mmdet", _install_annotation_check,
-          targets={"mmdet.datasets.coco:CocoDataset.load_annotations": "10e80919a1dd"}),
+          targets={"mmdet.datasets.coco:CocoDataset.load_annotations": "10e80919a1dd",
+                   "mmdet.datasets.coco:CocoDataset._parse_ann_info": "8e937e2d0168",
+                   "mmdet.datasets.coco:CocoDataset._filter_imgs": "716eeb5f113c"}),
 )
 
 
