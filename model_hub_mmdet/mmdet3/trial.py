@@ -143,6 +143,8 @@ class MMDetTrial(pytorch.PyTorchTrial):
         self.data_config: dict[str, Any] = dict(self.exp_conf.get("data") or {})
         self.batches_trained = 0
         self._train_loader: Any = None
+        self._reported_terms: list[str] | None = None
+        self._unreported_terms: set[str] = set()
         context.experimental.disable_auto_to_device()  # the data_preprocessor moves the batch
         context.experimental.disable_dataset_reproducibility_checks()
 
@@ -532,6 +534,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
             self.optimizer.zero_grad(set_to_none=True)
         self.batches_trained += 1
         self.runner.after_iter(k, data, outputs=log_vars)
+        metrics = self._stable_terms(metrics)
         metrics["lr"] = self.schedule.current_lr()
         metrics["skipped_samples"] = skipped_samples(batch)
         if self.guard.clip_kwargs is not None and self.guard.last_norm is not None:
@@ -539,6 +542,19 @@ class MMDetTrial(pytorch.PyTorchTrial):
         if self.guard.max_skips:
             metrics["nonfinite_batches_skipped"] = self.guard.skipped
         return metrics
+
+    def _stable_terms(self, terms: dict[str, float]) -> dict[str, float]:
+        """The loss terms of the first batch, at every batch: Determined refuses training metrics whose names change
+        within a reporting period, and some models add a term later (YOLOX's ``loss_l1`` once its mode switches).
+        A later term still counts in ``loss``; it is named in one log line."""
+        if self._reported_terms is None:
+            self._reported_terms = list(terms)
+        new = sorted(set(terms) - set(self._reported_terms) - self._unreported_terms)
+        if new:
+            self._unreported_terms.update(new)
+            logger.info("loss term(s) %s appeared after the first batch: counted in loss, not reported on their own"
+                        " (Determined needs the same training metrics at every batch)", ", ".join(new))
+        return {k: terms.get(k, 0.0) for k in self._reported_terms}
 
     # ----------------------------------------------------------------------------------- evaluation
     def evaluate_batch(self, batch: Any, batch_idx: int) -> dict[str, Any]:

@@ -67,6 +67,19 @@ def test_dino_trains_and_validates(shapes_dir: Path, det_local: Path) -> None:
     assert {"loss_cls", "loss_bbox", "loss_iou", "dn_loss_cls"} <= set(result.training[-1])
 
 
+def test_yolox_runs_its_mode_switch_sync_norm_and_ema_hooks(shapes_dir: Path, det_local: Path) -> None:
+    from model_hub_mmdet.mmdet3.trial import MMDetTrial
+
+    seen: list = []
+    conf = experiment(shapes_dir, "yolox", max_batches=12)
+    result = train_local(conf, recording(MMDetTrial, seen), validation_period=12, checkpoint_period=0)
+    trial = seen[0]
+    assert result.batches_trained == 12 and "coco/bbox_mAP" in result.validations[-1]
+    assert trial.detector.bbox_head.use_l1  # YOLOXModeSwitchHook: L1 loss from epoch 1 of 3
+    assert trial.train_dataset._skip_type_keys == ("Mosaic", "RandomAffine", "MixUp")
+    assert "loss_l1" not in result.training[-1]  # appeared at batch 4: part of loss, metric names stay stable
+
+
 def test_test_mode_scores_only_the_images_it_covered(shapes_dir: Path, det_local: Path) -> None:
     conf = experiment(shapes_dir, "rtmdet", max_batches=2)
     result = train_local(conf, test_mode=True)
