@@ -84,3 +84,19 @@ def test_test_mode_scores_only_the_images_it_covered(shapes_dir: Path, det_local
     conf = experiment(shapes_dir, "rtmdet", max_batches=2)
     result = train_local(conf, test_mode=True)
     assert result.validations and "coco/bbox_mAP" in result.validations[-1]
+
+
+def test_a_user_hook_sees_what_mmengines_runner_shows_it(shapes_dir: Path, det_local: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "plugins"))
+    conf = experiment(shapes_dir, "rtmdet", max_batches=6, overrides={
+        "custom_imports": {"imports": ["recording_hook"], "allow_failed_imports": False},
+        "custom_hooks": [{"type": "RecordingHook"}]})
+    train_local(conf, validation_period=6, checkpoint_period=0)
+    from recording_hook import CALLS
+
+    # 8 images in batches of 2: epochs of 4; the run is 6 batches, so two epochs.
+    assert CALLS[0] == ("before_train_epoch", 0, 0, 2, 4)
+    assert ("after_train_iter", 0, 3, 3, "loss") in CALLS and ("after_train_epoch", 0, 4) in CALLS
+    assert ("before_train_epoch", 1, 4, 2, 4) in CALLS and ("after_train_iter", 1, 5, 1, "loss") in CALLS
+    assert CALLS[-2:] == [("before_val_epoch", 6), ("after_val_epoch", True)]

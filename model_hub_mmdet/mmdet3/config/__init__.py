@@ -22,6 +22,7 @@ from model_hub_mmdet.mmdet3.config.resolve import (
     bundled_config_dir,
     context_on_sys_path,
     counterpart,
+    import_custom_modules,
     load_config,
     resolve_config_path,
 )
@@ -87,4 +88,6 @@ def build_mmdet_config(
     substitute_backend_args(cfg, file_client_args)
     written = apply_overrides(cfg, hparams.get("override_mmdet_config"))
     substitute_backend_args(cfg, file_client_args or backend_from_uris(cfg), keep=written)
+    if any(path[0] == "custom_imports" for path in written):  # modules an override names
+        import_custom_modules(cfg, str(cfg.filename), key="override_mmdet_config")
     return finalize(cfg, per_slot_batch_size(hparams, slots))

@@ -163,7 +163,7 @@ def load_config(path: str | os.PathLike, key: str = "config_file") -> Config:
         raise _load_error(err, path, key) from err
     if not lazy and is_gen2_config(cfg):
         raise ConfigError(f"{key} {generation_line(path, counterpart(path))}")
-    _import_custom_modules(cfg, path, key)
+    import_custom_modules(cfg, path, key)
     return cfg
 
 
@@ -210,7 +210,7 @@ def _literal_bases(tree: ast.Module) -> list[str]:
     return []
 
 
-def _import_custom_modules(cfg: Config, path: str, key: str) -> None:
+def import_custom_modules(cfg: Config, path: str, key: str = "config_file") -> None:
     """Import ``custom_imports`` as ``Config.fromfile`` would, but name the module that fails."""
     spec = cfg.get("custom_imports")
     if not spec:
