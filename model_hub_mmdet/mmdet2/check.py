@@ -7,16 +7,14 @@ problems (one line each, naming the key or file).
 from __future__ import annotations
 
 import copy
-import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from model_hub_mmdet.errors import UserError
 from model_hub_mmdet.expconf import section, trainer_plan
-
-logger = logging.getLogger("model_hub_mmdet")
 
 MASK_DETECTORS = {"SOLO", "SOLOv2", "CondInst", "YOLACT", "QueryInst", "MaskFormer", "Mask2Former", "PanopticFPN",
                   "SCNet"}
@@ -107,8 +105,8 @@ def metric_problems(conf: Mapping[str, Any], cfg: Any) -> list[str]:
 
 def annotation_problems(cfg: Any, conf: Mapping[str, Any], context_dir: Path) -> list[str]:
     """What MMDetection cannot train on in the COCO annotation files of the train/val/test datasets that are on
-    this machine (files in a bucket are checked when the trial starts). What it tolerates is logged as one
-    warning line per file, and is no problem."""
+    this machine (files in a bucket are checked when the trial starts). What it tolerates is printed as one
+    ``warning:`` line per file, and is no problem."""
     from mmdet.datasets import DATASETS, CocoDataset
 
     from model_hub_mmdet.mmdet2.config.walk import annotated_dataset
@@ -134,8 +132,9 @@ def annotation_problems(cfg: Any, conf: Mapping[str, Any], context_dir: Path) ->
         problems += [f"{path}: {p}" for p in report.problems]
         line = report.warning_line(path)
         if line and not report.problems:
-            # what mmdet tolerates is trained as mmdet trains it: a warning; check still exits 0
-            logger.warning("%s", line)
+            # what mmdet tolerates is trained as mmdet trains it: a warning, in the form of check's own warnings
+            # (printed: mmcv's get_logger, imported by now, may have silenced the log handlers); check exits 0
+            print(f"warning: {line}", file=sys.stderr)
     return problems
 
 

@@ -379,7 +379,7 @@ def inspect_coco(
         ids_in_cat = _annotations(anns, sizes, all_cats, cat_ids, report, warn, coco)
         empty = [i for i in imgs if i not in ids_in_cat]
         if empty:
-            fate = "left out of training (filter_empty_gt)" if filter_empty_gt and not test_mode else \
+            fate = "left out of training by filter_empty_gt" if filter_empty_gt and not test_mode else \
                 "kept, without ground truth"
             warn.add(f"images without annotations of the classes ({fate})", f"image id {_short(empty[0])}",
                      len(empty))
