@@ -7,8 +7,9 @@ padded so every slot gets the same number of batches; slot ``r`` of ``n`` takes 
 ``train_dataloader.sampler.shuffle`` is honoured. The sampler walks that sequence forever from the position the
 trial restores, and each sample's augmentation is seeded from its place in the sequence, so a resumed run sees
 exactly the batches the uninterrupted run would have seen. Batches are collated with the config's ``collate_fn``
-(mmengine's ``pseudo_collate`` by default), as mmengine's runner does; the model's ``data_preprocessor`` stacks,
-normalises and moves them in the main process.
+(mmengine's ``pseudo_collate`` by default), as mmengine's runner does, travel from the loader workers as
+:mod:`.transport` packs them, and the model's ``data_preprocessor`` stacks, normalises and moves them in the main
+process.
 
 Validation uses Determined's DataLoader, which gives slot ``r`` every ``n``-th batch: each image once. Bad images
 follow ``data.bad_images`` as in 2.x (:mod:`model_hub_mmdet.bad_images`).
@@ -35,6 +36,7 @@ from model_hub_mmdet.bad_images import (
 from model_hub_mmdet.errors import ConfigError
 from model_hub_mmdet.loaders import INDEX_KEY, IndexedDataset, TrainLoader, collate_checked, strip_bookkeeping
 from model_hub_mmdet.mmdet3.datasets import aspect_ratio_flags
+from model_hub_mmdet.mmdet3.transport import pack_batch, unpack_batch
 from model_hub_mmdet.sampling import GroupBatchSampler, ResumableBatchSampler, SeededDataset
 from model_hub_mmdet.workers import worker_init
 
@@ -136,12 +138,13 @@ def build_train_loader(
         SeededDataset(dataset, seed),
         batch_sampler=_with_prefetch(resumable, dataset, file_client_args),
         num_workers=num_workers,
-        collate_fn=partial(collate_checked, collate=collate or pseudo_collate),
+        collate_fn=partial(collate_checked, collate=collate or pseudo_collate, pack=pack_batch),
         persistent_workers=num_workers > 0,
         generator=generator,
         worker_init_fn=worker_init(worker_niceness),
     )
     loader.resumable = resumable
+    loader.unpack = unpack_batch  # the main process restores what a worker packed (transport.py)
     loader.tracker = BadImageTracker(policy, samples_per_pass=len(resumable) * batch_size, batch_size=_batch_size)
     return loader
 
@@ -176,7 +179,7 @@ def build_val_loader(
         num_workers=num_workers,
         worker_init_fn=worker_init(worker_niceness),
         collate_fn=partial(collate_checked, collate=collate or pseudo_collate,
-                           skip_bad_images=policy.skip_at_validation),
+                           skip_bad_images=policy.skip_at_validation, pack=pack_batch),
     )
 
 
@@ -186,4 +189,4 @@ class _CheckedLoader(TorchDataLoader):
     tracker: BadImageTracker
 
     def __iter__(self) -> Iterator:
-        return self.tracker.validation_pass(super().__iter__())
+        return self.tracker.validation_pass(unpack_batch(batch) for batch in super().__iter__())
