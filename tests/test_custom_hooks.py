@@ -268,3 +268,28 @@ def test_yolox_tiny_trains_with_its_three_hooks_and_switches_mode_at_mmdets_epoc
     print("\n".join(lines))
     assert set(lines) == {"custom_hooks: running YOLOXModeSwitchHook (48), SyncNormHook (48), ExpMomentumEMAHook (49)"
                           " at mmcv's runner calls, in priority order"}
+
+
+@pytest.mark.distributed
+def test_yolox_hooks_run_in_two_processes(shapes_dir: Path, det_local: Path) -> None:
+    # SyncNormHook averages the norm statistics across the two processes at each epoch's end; EMA on both
+    import json
+    import os
+    import subprocess
+
+    import yaml
+    from helpers import free_port
+
+    Path("yolox_tiny_shapes.py").write_text(YOLOX_TINY.replace("DATA", str(shapes_dir)).replace("WORKERS", "0"))
+    exp = tiny_experiment(shapes_dir, global_batch_size=4, max_batches=6)  # 2 batches per epoch, 3 epochs
+    exp["hyperparameters"].update(config_file="yolox/yolox_tiny_8x8_300e_coco.py",
+                                  merge_config=str(Path("yolox_tiny_shapes.py").resolve()), override_mmdet_config={})
+    exp["resources"] = {"slots_per_trial": 2}
+    Path("exp.yaml").write_text(yaml.safe_dump(exp))
+    env = dict(os.environ, OMP_NUM_THREADS="1", INTER_TRAIN_PROCESS_COMM_PORT_1=str(free_port()),
+               INTER_TRAIN_PROCESS_COMM_PORT_2=str(free_port()))
+    proc = subprocess.run([sys.executable, "-m", "model_hub_mmdet.tools.cli", "train", "exp.yaml", "--local",
+                           "--nproc", "2", "--out", "out"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(Path("out/metrics.json").read_text())
+    assert metrics["training"][-1]["batches"] == 6 and "bbox_mAP" in metrics["validations"][-1]

@@ -480,7 +480,9 @@ class MMDetTrial(pytorch.PyTorchTrial):
             iters_per_epoch=lambda: self.iters_per_epoch,
             max_iters=lambda: self.max_iters,
             batch_size=self.per_slot_batch_size,
-            meta={"seed": self.seed, "exp_name": Path(str(self.hparams.get("config_file") or "")).name},
+            # what train_detector's runner.meta holds that hooks read (hook_msgs: CheckpointHook/EvalHook's notes)
+            meta={"seed": self.seed, "exp_name": Path(str(self.hparams.get("config_file") or "")).name,
+                  "hook_msgs": {}},
         )
 
     def build_callbacks(self) -> dict[str, pytorch.PyTorchCallback]:
