@@ -1,0 +1,57 @@
+"""The trial's options with the 3.x generation: auto_scale_lr, save_cfg, SyncBN on the CPU, gradient accumulation
+and find_unused_parameters as check reports them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from mm3_helpers import experiment
+
+from model_hub_mmdet.local import train_local
+
+
+@pytest.mark.slow
+def test_auto_scale_lr_save_cfg_and_syncbn_on_the_cpu(shapes_dir: Path, det_local: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    from mmengine.config import Config
+
+    from model_hub_mmdet.mmdet3.trial import MMDetTrial
+
+    seen: list = []
+
+    class Recording(MMDetTrial):
+        def __init__(self, context):
+            super().__init__(context)
+            seen.append(self)
+
+    conf = experiment(shapes_dir, "rtmdet", max_batches=1, auto_scale_lr=True, save_cfg=True,
+                      save_dir=str(det_local / "cfg"), overrides={"model.backbone.norm_cfg.type": "SyncBN"})
+    with caplog.at_level(logging.INFO, logger="model_hub_mmdet"):
+        train_local(conf, Recording, validation_period=100)
+    trial = seen[0]
+    # auto_scale_lr.base_batch_size is 16 (mmdet's default runtime): the global batch of 2 scales lr 0.004 by 2/16.
+    assert trial.base_hyperparameters[0]["lr"] == pytest.approx(0.004 * 2 / 16)
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in trial.detector.modules())
+    assert "SyncBN needs CUDA; converted to BatchNorm for this CPU run" in caplog.text
+    saved = Config.fromfile(str(det_local / "cfg" / "rtmdet_tiny_shapes.py"))
+    assert saved.train_dataloader.batch_size == 2 and saved.model.type == "RTMDet"
+
+
+def test_check_names_accumulation_and_find_unused_parameters(shapes_dir: Path) -> None:
+    from model_hub_mmdet.mmdet3 import check
+
+    conf = experiment(shapes_dir, "rtmdet", global_batch_size=4,
+                      overrides={"optim_wrapper.accumulative_counts": 2, "find_unused_parameters": True})
+    conf["resources"] = {"slots_per_trial": 2}
+    cfg = check.build_config(conf["hyperparameters"], conf, Path("."))
+    assert check.trainer_problems(conf, cfg) == [
+        "optim_wrapper.accumulative_counts=2 needs optimizations.aggregation_frequency: 2 (it is 1); Determined"
+        " accumulates the gradients",
+        check.find_unused_line(),
+    ]
+    conf["optimizations"] = {"aggregation_frequency": 2}
+    conf["resources"] = {"slots_per_trial": 1}
+    assert check.trainer_problems(conf, cfg) == []
