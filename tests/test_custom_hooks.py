@@ -293,3 +293,12 @@ def test_yolox_hooks_run_in_two_processes(shapes_dir: Path, det_local: Path) -> 
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads(Path("out/metrics.json").read_text())
     assert metrics["training"][-1]["batches"] == 6 and "bbox_mAP" in metrics["validations"][-1]
+
+
+def test_an_unknown_hook_type_is_one_line(shapes_dir: Path, det_local: Path) -> None:
+    from model_hub_mmdet.errors import ConfigError
+
+    exp = tiny_experiment(shapes_dir, max_batches=1, overrides={"custom_hooks": [dict(type="NoSuchHook")]})
+    with pytest.raises(ConfigError) as info:
+        train_local(exp)
+    assert str(info.value).startswith("custom_hooks: NoSuchHook is not in the hook registry; check the type name")

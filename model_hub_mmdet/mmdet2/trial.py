@@ -472,6 +472,10 @@ class MMDetTrial(pytorch.PyTorchTrial):
     def build_hook_runner(self) -> HookRunner:
         """The runner facade that calls the config's ``custom_hooks`` as mmcv's runner would
         (:mod:`model_hub_mmdet.mmdet2.hooks`)."""
+        with registered_types("custom_hooks"):
+            return self._build_hook_runner()
+
+    def _build_hook_runner(self) -> HookRunner:
         return build_hook_runner(
             self.cfg.get("custom_hooks"),
             self.detector,
