@@ -5,7 +5,8 @@
   (class-level, so pipelines built before it are covered) so that a failure the file explains becomes a
   :class:`~model_hub_mmdet.bad_images.BadImageError` naming the file and why, which the ``data.bad_images``
   policy acts on (:mod:`model_hub_mmdet.sampling`). A successful load costs nothing extra.
-* ``CocoDataset.load_data_list`` fails on a missing, non-JSON or non-COCO file with pycocotools' traceback;
+* ``CocoDataset.load_data_list`` fails on a missing, non-JSON or non-COCO file with pycocotools' traceback, and
+  mmengine on a file without images (or none left of the dataset's classes) deep in its serialisation;
   :func:`install_annotation_check` names the file and the problem in one :class:`DataError` line.
 * :func:`aspect_ratio_flags` groups images as mmdet's ``AspectRatioBatchSampler`` does (width < height, or not).
 """
@@ -99,22 +100,42 @@ def diagnose_annotations(ann_file: str, backend_args: Mapping | None = None) -> 
 def _checked_load(original: Any) -> Any:
     def load_data_list(self: Any) -> Any:
         try:
-            return original(self)
+            data_list = original(self)
         except UserError:
             raise
         except Exception as err:
             reason = diagnose_annotations(str(self.ann_file), getattr(self, "backend_args", None))
             detail = reason or f"cannot be loaded by {type(self).__name__} ({type(err).__name__}: {err})"
             raise DataError(f"{self.ann_file}: {detail}") from err
+        if not data_list:  # mmengine would fail in np.concatenate while serialising the empty list
+            raise DataError(f"{self.ann_file}: holds no images; check that it is the annotation file you meant")
+        return data_list
 
     return load_data_list
 
 
+def _checked_filter(original: Any) -> Any:
+    def filter_data(self: Any) -> Any:
+        data_list = original(self)
+        if not data_list and not self.test_mode:
+            classes = ", ".join(map(str, (self.metainfo or {}).get("classes") or ()))
+            raise DataError(
+                f"{self.ann_file}: none of its images has an annotation of the dataset's classes ({classes}), and"
+                " filter_cfg.filter_empty_gt drops images without one; check metainfo.classes against the file's"
+                " categories"
+            )
+        return data_list
+
+    return filter_data
+
+
 def install_annotation_check() -> None:
-    """Make ``CocoDataset.load_data_list`` raise one DataError line naming the file (idempotent)."""
+    """Make ``CocoDataset.load_data_list`` and ``filter_data`` raise one DataError line naming the file
+    (idempotent)."""
     from mmdet.datasets import CocoDataset
 
     wrap_method(CocoDataset, "load_data_list", _checked_load)
+    wrap_method(CocoDataset, "filter_data", _checked_filter)
 
 
 def aspect_ratio_flags(dataset: Any) -> np.ndarray:

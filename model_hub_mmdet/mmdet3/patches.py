@@ -112,7 +112,8 @@ REGISTRY: tuple[Patch, ...] = (
           targets={"mmcv.transforms.loading:LoadImageFromFile.transform": "16a73f84c39f"}),
     Patch("bad-annotation-errors", "CocoDataset.load_data_list fails on a bad annotation file with a bare traceback",
           CHECKED, "mmdet", _install_annotation_check,
-          targets={"mmdet.datasets.coco:CocoDataset.load_data_list": "58ed8669c18d"}),
+          targets={"mmdet.datasets.coco:CocoDataset.load_data_list": "58ed8669c18d",
+                   "mmdet.datasets.coco:CocoDataset.filter_data": "0f603fc4819d"}),
 )
 
 

@@ -52,3 +52,11 @@ def test_a_non_finite_loss_stops_before_the_step(shapes_dir: Path, det_local: Pa
                      overrides={"model.bbox_head.loss_cls.loss_weight": float("nan")})
     with pytest.raises(UserError, match=r"batch 0 \(images .*\.png.*\): the loss is not finite \(.*loss_cls=nan"):
         train_local(exp, validation_period=100)
+
+
+def test_classes_the_annotation_file_lacks_are_one_line(shapes_dir: Path, det_local: Path) -> None:
+    exp = experiment(shapes_dir, "rtmdet", max_batches=1,
+                     overrides={"train_dataloader.dataset.metainfo.classes": ["cat", "dog"]})
+    with pytest.raises(DataError, match=r"annotations/train.json: none of its images has an annotation of the"
+                                        r" dataset's classes \(cat, dog\)"):
+        train_local(exp)
