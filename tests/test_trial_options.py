@@ -220,3 +220,28 @@ def test_default_tensorboard_folder_is_absolute_under_the_working_directory(
     assert seen["tb"].is_absolute() and seen["tb"].parent == work / "runs"
     monkeypatch.chdir(det_local)
     assert list(seen["tb"].glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_process_settings_of_the_config_are_applied_as_tools_train_does(
+    shapes_dir: Path, det_local: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cv2
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    before = cv2.getNumThreads()
+    seen = {}
+
+    class Probe(MMDetTrial):
+        def train_batch(self, batch, epoch_idx, batch_idx):
+            seen.update(cudnn=torch.backends.cudnn.benchmark, cv2=cv2.getNumThreads(),
+                        ddp=self.context._PyTorchDistributedDataParallel.keywords)
+            return super().train_batch(batch, epoch_idx, batch_idx)
+
+    exp = tiny_experiment(shapes_dir, max_batches=1, overrides={
+        "cudnn_benchmark": True, "opencv_num_threads": 1, "find_unused_parameters": True})
+    try:
+        train_local(exp, Probe, validation_period=100)
+    finally:
+        cv2.setNumThreads(before)
+    assert seen == {"cudnn": True, "cv2": 1, "ddp": {"find_unused_parameters": True}}
