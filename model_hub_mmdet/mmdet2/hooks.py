@@ -149,10 +149,12 @@ class HookRunner(BaseRunner):
     # mmcv's _epoch/_iter/_inner_iter (read through BaseRunner's properties) are set at each call point
     @property
     def max_iters(self) -> int:
+        """The run's length in batches (the trial's ``max_iters``)."""
         return self._max_iters_fn()
 
     @property
     def max_epochs(self) -> int:
+        """The run's length in epochs of the training loader, rounded up."""
         return -(-self.max_iters // self._iters_per_epoch())
 
     # BaseRunner's abstract loop: Determined runs it
@@ -171,6 +173,7 @@ class HookRunner(BaseRunner):
     # ---------------------------------------------------------------------------------------- the calls
     @property
     def has_hooks(self) -> bool:
+        """Whether any hook runs (without hooks every call is a no-op)."""
         return bool(self._hooks)
 
     @property
@@ -210,6 +213,7 @@ class HookRunner(BaseRunner):
         return getattr(dataset, "_skip_type_keys", None) != before
 
     def before_iter(self, batches_trained: int) -> None:
+        """``before_train_iter`` of batch ``batches_trained`` (0-based)."""
         self.batches = batches_trained
         self.mode, self.data_loader = "train", self.train_loader
         if self._hooks:
@@ -253,6 +257,7 @@ class HookRunner(BaseRunner):
         self.call_hook("before_val_epoch")
 
     def after_val(self) -> None:
+        """``after_val_epoch``; the raw weights back in the model if :meth:`before_val` swapped the EMA in."""
         if not self._hooks:
             return
         self.call_hook("after_val_epoch")
@@ -285,6 +290,7 @@ class HookRunner(BaseRunner):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (on resume, after Determined loaded the model's tensors)."""
         self.epoch_started = int(state.get("epoch_started", -1))
         self.ema_swapped_in = bool(state.get("ema_swapped_in", False))
         for hook, attrs in zip(self._hooks, state.get("hooks") or []):
