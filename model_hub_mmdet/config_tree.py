@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import PurePath
 from typing import Any
 
 from model_hub_mmdet.errors import ConfigError
@@ -348,3 +350,28 @@ def _deleted_template(deleted: Mapping[Path, Any], segs: list[str]) -> Any:
             if found is not MISSING:
                 return found
     return MISSING
+
+
+# --------------------------------------------------------------------- config names across the generations
+def normalized_config_name(name: str) -> str:
+    """A config file name without the spelling MMDetection 3.x changed from 2.x: separators (``faster_rcnn_`` vs
+    ``faster-rcnn_``), ``8x8`` vs ``8xb8``, ``mstrain`` vs ``ms``."""
+    base = PurePath(name).name.lower()
+    base = re.sub(r"(\d+)xb(\d+)", r"\1x\2", base).replace("mstrain", "ms")
+    return re.sub(r"[-_]", "", base)
+
+
+def counterpart_name(name: str, candidates: Sequence[str], fuzzy: bool = True) -> str | None:
+    """The config among ``candidates`` (paths relative to a ``configs/`` dir) of the model the other generation's
+    config ``name`` describes: the same name but for the spelling that changed (same folder first), else
+    (``fuzzy``) the closest name in the same folder; None when there is none."""
+    target = normalized_config_name(name)
+    folder = PurePath(name).parent.name
+    exact = [c for c in candidates if normalized_config_name(c) == target]
+    if exact:
+        return next((c for c in exact if PurePath(c).parent.name == folder), exact[0])
+    if not fuzzy:
+        return None
+    same_folder = [c for c in candidates if PurePath(c).parent.name == folder]
+    close = difflib.get_close_matches(target, [normalized_config_name(c) for c in same_folder], n=1, cutoff=0.85)
+    return next((c for c in same_folder if normalized_config_name(c) == close[0]), None) if close else None
