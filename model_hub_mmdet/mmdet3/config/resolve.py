@@ -14,13 +14,13 @@ import functools
 import importlib
 import logging
 import os
-import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from mmengine.config import Config
 
+from model_hub_mmdet.config_tree import counterpart_name
 from model_hub_mmdet.errors import ConfigError
 from model_hub_mmdet.generation import relative_after_configs
 
@@ -57,13 +57,6 @@ def context_on_sys_path(context_dir: str | os.PathLike = ".") -> None:
 
 
 # ------------------------------------------------------------------------------- the other generation's names
-def _normalized(name: str) -> str:
-    """A config name without the spelling 3.x changed: separators, ``8x8`` -> ``8xb8``, ``mstrain`` -> ``ms``."""
-    base = Path(name).name.lower()
-    base = re.sub(r"(\d+)xb(\d+)", r"\1x\2", base).replace("mstrain", "ms")
-    return re.sub(r"[-_]", "", base)
-
-
 @functools.lru_cache(maxsize=1)
 def _bundled_names() -> tuple[str, ...]:
     root = bundled_config_dir()
@@ -72,22 +65,9 @@ def _bundled_names() -> tuple[str, ...]:
 
 def counterpart(name: str, fuzzy: bool = True) -> str | None:
     """The bundled 3.x config of the model a 2.x config name (``faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py``)
-    names (``faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py``), or None: the same name but for the spelling 3.x
-    changed (same folder first), else (``fuzzy``) the closest name in the same folder."""
-    target = _normalized(name)
-    folder = Path(relative_after_configs(name) or name).parent.name
-    names = _bundled_names()
-    exact = [n for n in names if _normalized(n) == target]
-    if exact:
-        in_folder = [n for n in exact if Path(n).parent.name == folder]
-        return (in_folder or exact)[0]
-    if not fuzzy:
-        return None
-    same_folder = [n for n in names if Path(n).parent.name == folder]
-    close = difflib.get_close_matches(target, [_normalized(n) for n in same_folder], n=1, cutoff=0.85)
-    if close:
-        return next(n for n in same_folder if _normalized(n) == close[0])
-    return None
+    names (``faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py``), or None (:func:`~model_hub_mmdet.config_tree.
+    counterpart_name`)."""
+    return counterpart_name(relative_after_configs(name) or name, _bundled_names(), fuzzy=fuzzy)
 
 
 def generation_line(what: str, counterpart_name: str | None) -> str:
