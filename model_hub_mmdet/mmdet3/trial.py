@@ -569,7 +569,11 @@ class MMDetTrial(pytorch.PyTorchTrial):
 
     def evaluate(self, results: list[Any], indices: list[int] | None = None) -> dict[str, float]:
         """Each metric's ``compute_metrics`` once, on every image's results in dataset order. With ``indices``
-        (test mode: the images that were predicted), COCO metrics score only those images."""
+        (test mode: the images that were predicted), COCO metrics score only those images.
+
+        ``results`` holds one item per image: a tuple with, for each ``val_evaluator`` metric, the list of what its
+        ``process`` kept for that image (``CocoMetric``: one ``(ground truth, prediction)`` pair whose prediction
+        has ``bboxes``, ``scores``, ``labels`` and RLE ``masks``). A subclass may add metrics from them."""
         with quiet_mmengine(logging.CRITICAL):  # CocoMetric's "results ... empty" ERROR: compute() says it once
             return self.metrics.compute(results, partial=indices is not None)
 
