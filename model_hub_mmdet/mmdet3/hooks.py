@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.mmdet3.schedules import loop_is_iter_based
 
 logger = logging.getLogger("model_hub_mmdet")
 
@@ -61,6 +62,7 @@ class _LoopView:
 
     @property
     def dataloader(self) -> _LoaderView:
+        """The training loader, as ``runner.train_dataloader``."""
         return self._runner.train_dataloader
 
     def __getattr__(self, name: str) -> Any:
@@ -126,8 +128,6 @@ class RunnerFacade:
         self.logger = MMLogger.get_current_instance()
         self.iter = 0
         self.epoch = 0
-        from model_hub_mmdet.mmdet3.schedules import loop_is_iter_based
-
         self._iter_loop = loop_is_iter_based(cfg.get("train_cfg"))
         self._started = False
         self._epoch_open = False
@@ -136,6 +136,7 @@ class RunnerFacade:
     # -- what hooks read ------------------------------------------------------------------------------------
     @property
     def max_iters(self) -> int:
+        """The run's length in batches (the searcher's)."""
         return self._max_iters()
 
     @property
@@ -145,6 +146,7 @@ class RunnerFacade:
 
     @property
     def distributed(self) -> bool:
+        """Whether several slots train."""
         return self.world_size > 1
 
     # -- the hooks ------------------------------------------------------------------------------------------
@@ -215,10 +217,12 @@ class RunnerFacade:
         return batch_idx if self._iter_loop else batch_idx % self._iters_per_epoch()
 
     def before_validation(self) -> None:
+        """At the start of a validation (EMAHook swaps the averaged weights in)."""
         self.call("before_val")
         self.call("before_val_epoch")
 
     def after_validation(self, metrics: Mapping[str, Any] | None) -> None:
+        """At the end of a validation, with its metrics (EMAHook swaps the training weights back)."""
         self.call("after_val_epoch", metrics=dict(metrics or {}))
         self.call("after_val")
 
