@@ -82,6 +82,7 @@ class _ImagePaths:
 
     @property
     def data_infos(self) -> list[dict]:
+        """``{"filename": img_path}`` per index, read once."""
         if self._infos is None:
             self._infos = [{"filename": self._dataset.get_data_info(i).get("img_path")} for i in range(len(self))]
         return self._infos

@@ -141,6 +141,7 @@ class RunnerFacade:
 
     @property
     def max_epochs(self) -> int:
+        """Epochs the run spans."""
         # mmengine's IterBasedTrainLoop reports one epoch; an epoch loop as many as the searcher's length spans.
         return 1 if self._iter_loop else -(-self.max_iters // self._iters_per_epoch())
 

@@ -37,6 +37,7 @@ class InlineTensor:
         self.array = array
 
     def tensor(self) -> torch.Tensor:
+        """The tensor again (sharing the array's memory)."""
         return torch.from_numpy(self.array)
 
 
@@ -51,6 +52,7 @@ class PackedMasks:
         self.dtype = array.dtype
 
     def array(self) -> np.ndarray:
+        """The 0/1 array again, of its original dtype."""
         count = int(np.prod(self.shape))
         return np.unpackbits(self.bits, count=count).reshape(self.shape).astype(self.dtype, copy=False)
 

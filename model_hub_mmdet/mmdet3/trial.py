@@ -268,12 +268,14 @@ class MMDetTrial(pytorch.PyTorchTrial):
 
     # -------------------------------------------------------------------------------------- datasets
     def build_train_dataset(self) -> torch.utils.data.Dataset:
+        """``DATASETS.build(cfg.train_dataloader.dataset)``."""
         from mmdet.registry import DATASETS
 
         with registered_types("train_dataloader.dataset"):
             return DATASETS.build(self.cfg.train_dataloader.dataset)
 
     def build_val_dataset(self) -> torch.utils.data.Dataset:
+        """``DATASETS.build(cfg.val_dataloader.dataset)``."""
         from mmdet.registry import DATASETS
 
         with registered_types("val_dataloader.dataset"):
@@ -302,6 +304,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
         return self._train_loader
 
     def build_validation_data_loader(self) -> pytorch.DataLoader:
+        """Determined's loader over the validation set: each image once across slots (``data.build_val_loader``)."""
         loader_cfg = self.cfg.val_dataloader
         return build_val_loader(
             self.val_dataset,
@@ -477,6 +480,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
         return int(train_cfg.get("max_epochs", 12)) * self.iters_per_epoch
 
     def build_schedule(self) -> Any:
+        """mmengine's ``param_scheduler`` as a pure function of the batch index (:mod:`.schedules`)."""
         from model_hub_mmdet.mmdet3.schedules import build_schedule
 
         return build_schedule(self.cfg, self.optimizer, self.base_hyperparameters, self.iters_per_epoch,
@@ -496,6 +500,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
             )
 
     def build_callbacks(self) -> dict[str, pytorch.PyTorchCallback]:
+        """The trial's checkpoint, validation and hook callbacks (:class:`MMDetTrialCallback`)."""
         return {checkpoints.CALLBACK_KEY: MMDetTrialCallback(self)}
 
     # ------------------------------------------------------------------------------------- training
