@@ -7,8 +7,8 @@ problems (one line each, naming the key or file).
 from __future__ import annotations
 
 import copy
+import functools
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -105,17 +105,32 @@ def metric_problems(conf: Mapping[str, Any], cfg: Any) -> list[str]:
 
 def annotation_problems(cfg: Any, conf: Mapping[str, Any], context_dir: Path) -> list[str]:
     """What MMDetection cannot train on in the COCO annotation files of the train/val/test datasets that are on
-    this machine (files in a bucket are checked when the trial starts). What it tolerates is printed as one
-    ``warning:`` line per file, and is no problem."""
+    this machine (files in a bucket are checked when the trial starts)."""
+    return _inspect_annotations(cfg, conf, context_dir)[0]
+
+
+def annotation_warnings(cfg: Any, conf: Mapping[str, Any], context_dir: Path) -> list[str]:
+    """What MMDetection tolerates in those files (trained as it trains it): one line per file, no problem."""
+    return _inspect_annotations(cfg, conf, context_dir)[1]
+
+
+@functools.lru_cache(maxsize=4)
+def _inspect_cached(path: str, classes: tuple, filter_empty_gt: bool, test_mode: bool, mtime: float) -> Any:
+    from model_hub_mmdet.mmdet2.datasets.annotations import inspect_file
+
+    return inspect_file(path, classes, filter_empty_gt=filter_empty_gt, test_mode=test_mode)
+
+
+def _inspect_annotations(cfg: Any, conf: Mapping[str, Any], context_dir: Path) -> tuple[list[str], list[str]]:
     from mmdet.datasets import DATASETS, CocoDataset
 
     from model_hub_mmdet.mmdet2.config.walk import annotated_dataset
-    from model_hub_mmdet.mmdet2.datasets.annotations import inspect_file
 
     backend = (section(conf, "data").get("file_client_args") or {}).get("backend")
     if backend not in (None, "disk", "fake"):
-        return []
+        return [], []
     problems: list[str] = []
+    warnings: list[str] = []
     seen: set[str] = set()
     for split in ("train", "val", "test"):
         node = annotated_dataset(cfg.data.get(split) or {})
@@ -127,15 +142,14 @@ def annotation_problems(cfg: Any, conf: Mapping[str, Any], context_dir: Path) ->
         if path in seen or not os.path.isfile(path):
             continue
         seen.add(path)
-        report = inspect_file(path, node.get("classes") or kind.CLASSES,
-                              filter_empty_gt=bool(node.get("filter_empty_gt", True)), test_mode=split != "train")
+        classes = node.get("classes") or kind.CLASSES
+        report = _inspect_cached(path, tuple(classes) if not isinstance(classes, str) else classes,
+                                 bool(node.get("filter_empty_gt", True)), split != "train", os.path.getmtime(path))
         problems += [f"{path}: {p}" for p in report.problems]
         line = report.warning_line(path)
         if line and not report.problems:
-            # what mmdet tolerates is trained as mmdet trains it: a warning, in the form of check's own warnings
-            # (printed: mmcv's get_logger, imported by now, may have silenced the log handlers); check exits 0
-            print(f"warning: {line}", file=sys.stderr)
-    return problems
+            warnings.append(line)
+    return problems, warnings
 
 
 def summarize(cfg: Any) -> dict[str, Any]:

@@ -187,6 +187,8 @@ def check_experiment(
         report.problems += _problems_of(adapter.trainer_problems, conf, cfg)
         report.problems += _problems_of(adapter.metric_problems, conf, cfg)
         report.problems += _problems_of(adapter.annotation_problems, cfg, conf, context_dir)
+        if hasattr(adapter, "annotation_warnings"):  # what the generation trains as MMDetection does, with a note
+            report.warnings += _problems_of(adapter.annotation_warnings, cfg, conf, context_dir)
         report.summary = summarize(conf, hparams or {}, adapter.summarize(cfg))
     context_issues, size = context_problems(context_dir)
     report.problems += context_issues
