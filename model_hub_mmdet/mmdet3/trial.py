@@ -404,7 +404,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
         else:
             raise ConfigError(f"optim_wrapper.loss_scale must be 'dynamic', a number or GradScaler kwargs, got"
                               f" {loss_scale!r}")
-        return self.context.wrap_scaler(torch.cuda.amp.GradScaler(**kwargs))
+        return self.context.wrap_scaler(torch.amp.GradScaler("cuda", **kwargs))
 
     def _amp_dtype(self) -> torch.dtype:
         dtype = str((self.cfg.get("optim_wrapper") or {}).get("dtype") or "float16")
