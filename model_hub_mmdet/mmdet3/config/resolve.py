@@ -142,7 +142,8 @@ def load_config(path: str | os.PathLike, key: str = "config_file") -> Config:
         sys.path[:] = sys_path  # mmengine leaves its temporary directory on sys.path when a config fails
         raise _load_error(err, path, key) from err
     if not lazy and is_gen2_config(cfg):
-        raise ConfigError(f"{key} {generation_line(path, counterpart(path))}")
+        sibling = Path(path).with_name(f"{Path(path).stem}_mmdet3.py")  # this repository's naming of 3.x twins
+        raise ConfigError(f"{key} {generation_line(path, str(sibling) if sibling.is_file() else counterpart(path))}")
     import_custom_modules(cfg, path, key)
     return cfg
 
