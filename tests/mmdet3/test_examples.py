@@ -71,3 +71,30 @@ def test_check_reports_every_bad_key_in_one_line_each(context: Path, tmp_path: P
                         " coco/bbox_mAP, coco/bbox_mAP_50, coco/bbox_mAP_75, coco/bbox_mAP_s, coco/bbox_mAP_m,"
                         " coco/bbox_mAP_l, coco/segm_mAP, coco/segm_mAP_50, coco/segm_mAP_75, coco/segm_mAP_s,"
                         " coco/segm_mAP_m, coco/segm_mAP_l)"]
+
+
+@pytest.mark.parametrize("name", ["faster_rcnn_mmdet3.yaml", "retinanet_mmdet3.yaml", "adaptive_search_mmdet3.yaml",
+                                  "shapes/shapes_mmdet3.yaml", "subclass/subclass_mmdet3.yaml",
+                                  "custom_dataset/custom_dataset_mmdet3.yaml"])
+def test_every_3x_example_passes_check(name: str, context: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline: the model zoo entry of use_pretrained, the merge file, the search space and the bucket settings are
+    checked without downloading or training (the COCO files of the cluster examples are not on this machine)."""
+    report = check_experiment(context / "examples" / name, context)
+    assert report.ok, report.problems
+    assert report.summary["metrics"].startswith("coco/bbox_mAP")
+
+
+def test_the_hydra_example_composes_3x_experiments(context: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "examples/hydra/launch.py", "hparams=shapes_mask_rcnn_mmdet3",
+                           "searcher=adaptive_mmdet3"], cwd=context, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    composed = yaml.safe_load(proc.stdout)
+    assert composed["hyperparameters"]["config_file"] == "examples/shapes/mask_rcnn_shapes_mmdet3.py"
+    assert composed["searcher"]["metric"] == "coco/bbox_mAP"
+    path = context / "hydra.yaml"
+    path.write_text(proc.stdout)
+    report = check_experiment(path, context)
+    assert report.ok, report.problems
