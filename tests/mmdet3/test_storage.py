@@ -94,3 +94,39 @@ def test_prefetch_warms_the_next_batches_of_the_loader(moto, shapes_dir: Path, d
         assert all(store.backend.cached(p) for p in upcoming)
     finally:
         store.proxy.close()
+
+
+def test_store_faults_retry_then_stop_in_one_line_naming_bucket_and_key(moto, shapes_dir: Path, det_local: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from determined import pytorch
+
+    from model_hub_mmdet import checkpoints
+    from model_hub_mmdet.errors import DataError
+    from model_hub_mmdet.mmdet3.trial import MMDetTrial
+
+    isolate_cloud_env(monkeypatch, det_local)
+    store = Bucket("s3", moto.endpoint, shapes_dir, det_local / "cache")
+    args = {**store.args, "cache": False, "retries": 3}  # every read reaches the store
+    exp = experiment(store.root, "rtmdet", max_batches=4, data={"file_client_args": args})
+    exp["min_checkpoint_period"] = {"batches": 2}
+
+    class Outage(pytorch.PyTorchCallback):
+        def on_checkpoint_upload_end(self, uuid: str) -> None:
+            store.proxy.outage(3600.0)
+
+    class OutageTrial(MMDetTrial):
+        def build_callbacks(self):
+            return {**super().build_callbacks(), "outage": Outage()}
+
+    try:
+        store.proxy.fail(2, 503)  # a store that sheds load: retried, training goes on
+        assert train_local(exp, validation_period=100).batches_trained == 4
+        with pytest.raises(DataError) as info:
+            train_local(exp, OutageTrial, validation_period=100, run_dir=det_local / "run")
+    finally:
+        store.proxy.outage(0)
+        store.proxy.close()
+    message = str(info.value)
+    assert "\n" not in message and store.root.split("/")[2] in message and "shapes/train/" in message
+    last = checkpoints.newest_complete(det_local / "run")
+    assert last is not None and checkpoints.batches_trained(last) == 2  # the checkpoint before the outage
