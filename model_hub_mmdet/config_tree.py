@@ -165,6 +165,8 @@ class DottedOverrides:
     Args:
         make_dict: the config system's dict class (``ConfigDict``), so overridden parts keep attribute access.
         reserved: top-level keys the generation's ``Config`` refuses.
+        system: the config system's name, for the message about a reserved key.
+        example: a dotted key of the generation's configs, for messages.
         setting: how messages name the setting.
     """
 
@@ -172,10 +174,14 @@ class DottedOverrides:
         self,
         make_dict: Callable[..., Mapping] = dict,
         reserved: Iterable[str] = (),
+        system: str = "the config system",
+        example: str = "optim_wrapper.optimizer.lr",
         setting: str = "override_mmdet_config",
     ) -> None:
         self.make_dict = make_dict
         self.reserved = tuple(reserved)
+        self.system = system
+        self.example = example
         self.setting = setting
 
     # -- public
@@ -192,7 +198,7 @@ class DottedOverrides:
         for key in overrides:
             first = self.segments(key)[0]
             if first in self.reserved:
-                raise ConfigError(f"{self.setting}.{key}: the config system reserves the top-level key {first!r}")
+                raise ConfigError(f"{self.setting}.{key}: {self.system} reserves the top-level key {first!r}")
         written: set[Path] = set()
         deleted = self._apply_deletes(root, overrides, written)
         for key, value in overrides.items():
@@ -212,7 +218,7 @@ class DottedOverrides:
     def segments(self, key: Any) -> list[str]:
         """``a.b.0`` -> ``['a', 'b', '0']``; a malformed key is a ConfigError."""
         if not isinstance(key, str) or not key or any(s == "" for s in key.split(".")):
-            raise ConfigError(f"{self.setting} key {key!r} is not a dotted path like 'optim_wrapper.optimizer.lr'")
+            raise ConfigError(f"{self.setting} key {key!r} is not a dotted path like {self.example!r}")
         return key.split(".")
 
     # -- walking
@@ -319,7 +325,8 @@ class DottedOverrides:
         for key in deletes:
             segs = self.segments(key)[:-1]
             if not segs:
-                raise ConfigError(f"{self.setting}.{key}: _delete_ needs a key to delete, e.g. optim_wrapper._delete_")
+                raise ConfigError(f"{self.setting}.{key}: _delete_ needs a key to delete, e.g."
+                                  f" {self.example.split('.')[0]}._delete_")
             node: Any = root
             for i, seg in enumerate(segs[:-1]):
                 node = self._child(root, node, seg, key, segs[:i])
