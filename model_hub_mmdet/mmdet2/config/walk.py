@@ -9,38 +9,12 @@ Datasets nest through wrappers: ``RepeatDataset``, ``ClassBalancedDataset`` and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-Path = tuple[str, ...]
+from model_hub_mmdet.config_tree import Path, children, dicts, key_paths
 
-
-def children(node: Any) -> Iterable[tuple[str, Any]]:
-    """The (segment, value) pairs directly below ``node``: a dict's items, a list's or tuple's elements."""
-    if isinstance(node, Mapping):
-        return ((str(k), v) for k, v in node.items())
-    if isinstance(node, (list, tuple)):
-        return ((str(i), v) for i, v in enumerate(node))
-    return ()
-
-
-def dicts(tree: Any, path: Path = ()) -> Iterator[tuple[Path, Mapping]]:
-    """Every dict in ``tree`` (``tree`` itself first) with its path, parents before children."""
-    if isinstance(tree, Mapping):
-        yield path, tree
-    for seg, value in children(tree):
-        yield from dicts(value, path + (seg,))
-
-
-def key_paths(tree: Any, max_depth: int = 10, path: Path = ()) -> Iterator[Path]:
-    """The path of every dict key in ``tree``, depth first (a key, then the keys below it, then its next sibling);
-    paths longer than ``max_depth`` are not visited."""
-    if len(path) >= max_depth:
-        return
-    for seg, value in children(tree):
-        if isinstance(tree, Mapping):
-            yield path + (seg,)
-        yield from key_paths(value, max_depth, path + (seg,))
+__all__ = ["Path", "annotated_dataset", "children", "dataset_configs", "dicts", "key_paths"]
 
 
 def dataset_configs(ds: Any) -> Iterator[Mapping]:
