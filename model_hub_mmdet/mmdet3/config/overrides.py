@@ -18,7 +18,7 @@ from model_hub_mmdet.config_tree import DELETE, DottedOverrides, coerce_like, st
 
 __all__ = ["DELETE", "apply_overrides", "coerce_like", "strip_delete"]
 
-_OVERRIDES = DottedOverrides(make_dict=ConfigDict, reserved=RESERVED_KEYS)
+_OVERRIDES = DottedOverrides(make_dict=ConfigDict, reserved=RESERVED_KEYS, system="mmengine")
 
 
 def apply_overrides(cfg: Config, overrides: Mapping[str, Any] | None) -> set[tuple[str, ...]]:
