@@ -385,9 +385,13 @@ class MMDetTrial(pytorch.PyTorchTrial):
         ow_cfg.pop("accumulative_counts", None)  # Determined's aggregation_frequency accumulates
         with registered_types("optim_wrapper"):
             try:
-                return build_optim_wrapper(model, ow_cfg)
+                wrapper = build_optim_wrapper(model, ow_cfg)
             except (TypeError, ValueError, AssertionError) as err:
                 raise ConfigError(f"optim_wrapper is invalid: {' '.join(str(err).split())}") from err
+        if not isinstance(getattr(wrapper, "optimizer", None), torch.optim.Optimizer):
+            raise ConfigError(f"optim_wrapper builds {type(wrapper).__name__}, not one optimizer; MMDetTrial steps a"
+                              " single optimizer (OptimWrapperDict setups need a subclass that overrides train_batch)")
+        return wrapper
 
     def build_scaler(self) -> Any:
         """``AmpOptimWrapper(loss_scale=...)`` on a GPU: torch's GradScaler (dynamic, a static number, or kwargs)."""
