@@ -21,6 +21,10 @@ from model_hub_mmdet.errors import UserError
 logger = logging.getLogger("model_hub_mmdet")
 
 
+# What fixes it, in MMDetection 2.x's config keys (the 3.x trial passes its own).
+ADVICE = "lower optimizer.lr, add optimizer_config.grad_clip"
+
+
 class NonFiniteError(UserError):
     """A loss, gradient or weight became NaN or Inf."""
 
@@ -40,10 +44,12 @@ class NonFiniteGuard:
     refuses a non-finite one before the optimizer steps.
     """
 
-    def __init__(self, clip_kwargs: Mapping[str, Any] | None, max_skips: int = 0, enabled: bool = True) -> None:
+    def __init__(self, clip_kwargs: Mapping[str, Any] | None, max_skips: int = 0, enabled: bool = True,
+                 advice: str = ADVICE) -> None:
         self.clip_kwargs = dict(clip_kwargs) if clip_kwargs else None
         self.max_skips = max(int(max_skips or 0), 0)
         self.enabled = enabled
+        self.advice = advice  # the generation's config keys that fix it
         self.skipped = 0
         self.last_norm: float | None = None
         self.last_checkpoint: str | None = None
@@ -86,17 +92,16 @@ class NonFiniteGuard:
         last = self.last_checkpoint or "none yet"
         raise NonFiniteError(
             f"{self._where}: {what}; stopped before the optimizer step, so no checkpoint holds non-finite weights"
-            f" (last good checkpoint: {last}); lower optimizer.lr, add optimizer_config.grad_clip, or set"
+            f" (last good checkpoint: {last}); {self.advice}, or set"
             " hyperparameters.skip_nonfinite_batches: N to skip up to N such batches"
         )
 
 
-def check_finite_weights(state_dicts: Sequence[Mapping[str, Any]]) -> None:
+def check_finite_weights(state_dicts: Sequence[Mapping[str, Any]], advice: str = ADVICE) -> None:
     """Refuse to checkpoint a model with a NaN/Inf weight (one line naming the tensor)."""
     for state in state_dicts:
         for name, tensor in state.items():
             if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise NonFiniteError(
-                    f"the weights became non-finite ({name}); refusing to write a checkpoint with them; lower"
-                    " optimizer.lr or add optimizer_config.grad_clip"
+                    f"the weights became non-finite ({name}); refusing to write a checkpoint with them; {advice}"
                 )
