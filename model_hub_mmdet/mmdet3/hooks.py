@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.mmdet3.config import unknown_type
 from model_hub_mmdet.mmdet3.schedules import loop_is_iter_based
 
 logger = logging.getLogger("model_hub_mmdet")
@@ -165,10 +166,9 @@ class RunnerFacade:
             try:
                 hook = HOOKS.build(spec) if isinstance(spec, dict) else spec
             except KeyError as err:
-                if "registry" not in str(err) and "not in" not in str(err):
+                if "registry" not in str(err):
                     raise
-                raise ConfigError(f"custom_hooks.{i}: {str(err).strip(chr(34) + chr(39))}; import the module that"
-                                  " registers it with custom_imports") from err
+                raise ConfigError(f"custom_hooks.{i}: {unknown_type(err)}") from err
             except (TypeError, AssertionError, ValueError) as err:
                 raise ConfigError(f"custom_hooks.{i} ({spec.get('type')}): {err}") from err
             if hook is None:

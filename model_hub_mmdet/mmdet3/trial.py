@@ -39,7 +39,7 @@ from model_hub_mmdet.errors import ConfigError
 from model_hub_mmdet.expconf import local_hparams, searcher_length, with_defaults
 from model_hub_mmdet.finite import NonFiniteGuard, check_finite_weights
 from model_hub_mmdet.loaders import INDEX_KEY
-from model_hub_mmdet.mmdet3.config import build_mmdet_config, config_text, dump_config
+from model_hub_mmdet.mmdet3.config import build_mmdet_config, config_text, dump_config, unknown_type
 from model_hub_mmdet.mmdet3.data import (
     build_collate,
     build_train_loader,
@@ -52,6 +52,7 @@ from model_hub_mmdet.mmdet3.evaluation import PredictionGatherer, ValidationMetr
 from model_hub_mmdet.workers import worker_niceness
 
 logger = logging.getLogger("model_hub_mmdet")
+NONFINITE_ADVICE = "lower optim_wrapper.optimizer.lr, add optim_wrapper.clip_grad"
 
 
 class MMDetTrialCallback(pytorch.PyTorchCallback):
@@ -70,7 +71,7 @@ class MMDetTrialCallback(pytorch.PyTorchCallback):
         self.trial.runner.load_checkpoint_state(state_dict.get("hooks") or {})
 
     def on_checkpoint_save_start(self, checkpoint: dict[str, Any]) -> None:
-        check_finite_weights(checkpoint.get("models_state_dict") or [])
+        check_finite_weights(checkpoint.get("models_state_dict") or [], advice=NONFINITE_ADVICE)
         checkpoint[checkpoints.META_KEY] = self.trial.mmdet_meta()
 
     def on_checkpoint_write_end(self, checkpoint_dir: str) -> None:
@@ -91,18 +92,17 @@ class MMDetTrialCallback(pytorch.PyTorchCallback):
 
 @contextlib.contextmanager
 def registered_types(key: str) -> Any:
-    """mmengine's registries raise ``KeyError('X is not in the mmdet::model registry ...')`` for an unknown
-    ``type``: one line naming the config key."""
+    """mmengine's registries raise ``KeyError('X is not in the mmdet::model registry. Please check ...')`` for an
+    unknown ``type``: one line naming the config key and the closest registered names."""
     try:
         yield
     except KeyError as err:
         if "registry" not in str(err):
             raise
-        text = " ".join(str(err).strip(chr(34) + chr(39)).split())
-        raise ConfigError(
-            f"{key}: {text}; check the type name, or import the module that registers it with"
-            " custom_imports = dict(imports=[...])"
-        ) from err
+        raise ConfigError(f"{key}: {unknown_type(err)}") from err
+
+
+
 
 
 @contextlib.contextmanager
@@ -169,6 +169,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
             self._clip_norm_kwargs(),
             max_skips=int(self.hparams.get("skip_nonfinite_batches") or 0),
             enabled=self.scaler is None,  # the GradScaler handles overflow itself
+            advice=NONFINITE_ADVICE,
         )
         self._check_accumulation()
         with quiet_mmengine():  # CocoMetric reads its annotation file now

@@ -60,3 +60,18 @@ def test_classes_the_annotation_file_lacks_are_one_line(shapes_dir: Path, det_lo
     with pytest.raises(DataError, match=r"annotations/train.json: none of its images has an annotation of the"
                                         r" dataset's classes \(cat, dog\)"):
         train_local(exp)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("model.bbox_head.type", "RTMDetSepBNHeadd",
+     r"^model: RTMDetSepBNHeadd is not in the mmdet::model registry; did you mean RTMDetSepBNHead"),
+    ("custom_hooks.1.type", "PipelineSwitchHok",
+     r"^custom_hooks.1: PipelineSwitchHok is not in the mmdet::hook registry; did you mean PipelineSwitchHook\?"),
+])
+def test_an_unknown_type_names_the_key_and_the_closest_names(key: str, value: str, message: str, shapes_dir: Path,
+                                                             det_local: Path) -> None:
+    from model_hub_mmdet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as err:
+        train_local(experiment(shapes_dir, "rtmdet", max_batches=1, overrides={key: value}))
+    assert "\n" not in str(err.value)

@@ -25,6 +25,7 @@ from model_hub_mmdet.mmdet3.config.resolve import (
     import_custom_modules,
     load_config,
     resolve_config_path,
+    unknown_type,
 )
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "redact",
     "resolve_config_path",
     "substitute_backend_args",
+    "unknown_type",
 ]
 
 

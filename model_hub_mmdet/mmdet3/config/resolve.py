@@ -14,6 +14,7 @@ import functools
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -211,3 +212,26 @@ def import_custom_modules(cfg: Config, path: str, key: str = "config_file") -> N
                 f"{key} {path}: custom_imports cannot import {name} ({err}); pip install the package that"
                 " provides it or remove it from custom_imports"
             ) from err
+
+
+def unknown_type(err: KeyError) -> str:
+    """mmengine's unknown-type ``KeyError`` as one sentence, with the closest names of that registry."""
+    text = " ".join(str(err).strip(chr(34) + chr(39)).split())
+    found = re.match(r"(\S+) is not in the (\w+)::(\w+) registry", text)
+    if not found:
+        return f"{text}; import the module that registers it with custom_imports = dict(imports=[...])"
+    name, scope, registry_name = found.groups()
+    names: list[str] = []
+    try:
+        import mmdet.registry as registries
+
+        registry = getattr(registries, f"{registry_name.upper()}S", None)  # "model" -> MODELS, "hook" -> HOOKS
+        while registry is not None:
+            names += list(registry.module_dict)
+            registry = registry.parent
+    except ImportError:
+        pass
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return (f"{name} is not in the {scope}::{registry_name} registry{hint} (or import the module that registers it"
+            " with custom_imports = dict(imports=[...]))")
