@@ -6,7 +6,9 @@ problems (one line each, naming the key or file).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -114,19 +116,19 @@ def metric_problems(conf: Mapping[str, Any], cfg: Any) -> list[str]:
 
 
 def annotation_problems(cfg: Any, conf: Mapping[str, Any], context_dir: Path) -> list[str]:
-    """The COCO annotation files of the train/val/test datasets that are on this machine are JSON with images,
-    annotations and categories (files in a bucket are checked when the trial starts)."""
+    """The COCO annotation files of the train/val/test datasets that are on this machine load as the trial loads
+    them (mmdet's own ``CocoDataset`` with this package's checks: JSON, COCO sections, images, the dataset's
+    classes); files in a bucket are checked when the trial starts."""
     from mmdet.datasets import CocoDataset
     from mmdet.registry import DATASETS
 
     from model_hub_mmdet.mmdet3.config.walk import SPLITS, annotated_dataset, split_dataset
-    from model_hub_mmdet.mmdet3.datasets import diagnose_annotations
 
     backend = (section(conf, "data").get("file_client_args") or {}).get("backend")
     if backend not in (None, "disk", "fake"):
         return []
     problems: list[str] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, bool]] = set()
     for split in SPLITS:
         node = annotated_dataset(split_dataset(cfg, split))
         kind = DATASETS.get(str(node.get("type"))) if node.get("type") else None
@@ -135,12 +137,16 @@ def annotation_problems(cfg: Any, conf: Mapping[str, Any], context_dir: Path) ->
             continue
         root = node.get("data_root") or ""
         path = ann_file if os.path.isabs(ann_file) else os.path.join(str(context_dir), root, ann_file)
-        if path in seen or not os.path.isfile(path):
+        if (path, split == "train") in seen or not os.path.isfile(path):
             continue
-        seen.add(path)
-        reason = diagnose_annotations(path)
-        if reason:
-            problems.append(f"{path}: {reason}")
+        seen.add((path, split == "train"))
+        dataset_cfg = {**copy.deepcopy(dict(node)), "ann_file": path, "data_root": "", "pipeline": [],
+                       "lazy_init": False}
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress
+                DATASETS.build(dataset_cfg)
+        except UserError as err:
+            problems.append(str(err))
     return problems
 
 

@@ -75,3 +75,18 @@ def test_an_unknown_type_names_the_key_and_the_closest_names(key: str, value: st
     with pytest.raises(ConfigError, match=message) as err:
         train_local(experiment(shapes_dir, "rtmdet", max_batches=1, overrides={key: value}))
     assert "\n" not in str(err.value)
+
+
+def test_check_loads_the_annotation_files_as_the_trial_does(broken_shapes: Path, tmp_path: Path) -> None:
+    import yaml
+
+    from model_hub_mmdet.tools.check import check_experiment
+
+    (broken_shapes / "annotations" / "val.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    exp = experiment(broken_shapes, "rtmdet", overrides={"train_dataloader.dataset.metainfo.classes": ["cat"]})
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    problems = check_experiment(path, tmp_path).problems
+    assert any("annotations/train.json: none of its images has an annotation of the dataset's classes (cat)" in p
+               for p in problems), problems
+    assert any("annotations/val.json: holds no images" in p for p in problems), problems
