@@ -55,3 +55,14 @@ def test_check_names_accumulation_and_find_unused_parameters(shapes_dir: Path) -
     conf["optimizations"] = {"aggregation_frequency": 2}
     conf["resources"] = {"slots_per_trial": 1}
     assert check.trainer_problems(conf, cfg) == []
+
+
+@pytest.mark.slow
+def test_amp_optim_wrapper_without_a_gpu_trains_in_fp32(shapes_dir: Path, det_local: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    conf = experiment(shapes_dir, "mask_rcnn", max_batches=1,
+                      overrides={"optim_wrapper.type": "AmpOptimWrapper", "optim_wrapper.loss_scale": "dynamic"})
+    with caplog.at_level(logging.WARNING, logger="model_hub_mmdet"):
+        result = train_local(conf, validation_period=100)
+    assert result.batches_trained == 1
+    assert "optim_wrapper.type=AmpOptimWrapper needs a GPU: training in fp32" in caplog.text
