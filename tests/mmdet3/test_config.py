@@ -115,3 +115,12 @@ def test_mmdet_scoped_bases_and_the_config_dir(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("MMDETECTION_CONFIG_DIR", str(tmp_path))
     cfg = build_mmdet_config({"config_file": "mine.py"}, context_dir=tmp_path / "elsewhere")
     assert cfg.optim_wrapper.optimizer.lr == 0.123 and cfg.model.type == "RetinaNet"
+
+
+def test_use_pretrained_finds_the_3x_model_zoo_entry() -> None:
+    from model_hub_mmdet.weights.zoo import zoo_entry_for_config
+
+    entry = zoo_entry_for_config(str(bundled_config_dir() / "rtmdet/rtmdet_tiny_8xb32-300e_coco.py"))
+    assert entry.weights.startswith("https://download.openmmlab.com/mmdetection/v3.0/rtmdet/")
+    entry = zoo_entry_for_config(str(bundled_config_dir() / "faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py"))
+    assert entry.name == "faster-rcnn_r50_fpn_1x_coco"

@@ -14,7 +14,8 @@ from model_hub_mmdet.local import train_local
 pytestmark = pytest.mark.slow
 
 
-def test_export_loads_in_init_detector_and_detects_as_the_trials_evaluation(shapes_dir: Path, det_local: Path):
+def test_export_loads_in_init_detector_and_detects_as_the_trials_evaluation(shapes_dir: Path, det_local: Path,
+                                                                           caplog: pytest.LogCaptureFixture):
     from mmdet.apis import DetInferencer, inference_detector, init_detector
 
     from model_hub_mmdet.mmdet3.trial import MMDetTrial
@@ -61,3 +62,12 @@ def test_export_loads_in_init_detector_and_detects_as_the_trials_evaluation(shap
     inferencer = DetInferencer(model=str(out.with_suffix(".py")), weights=str(out), device="cpu", show_progress=False)
     predictions = inferencer(images[0], return_datasamples=True)["predictions"]
     assert len(predictions[0].pred_instances) == len(exported[0])
+
+    # The export seeds a new experiment through pretrained_weights: every tensor matches.
+    import logging
+
+    again = experiment(shapes_dir, "rtmdet", max_batches=1, pretrained_weights=str(out))
+    with caplog.at_level(logging.INFO, logger="model_hub_mmdet"):
+        train_local(again, validation_period=100)
+    total = len(model.state_dict())
+    assert f"loaded {total} of the model's {total} tensors" in caplog.text
