@@ -72,6 +72,28 @@ class _LoopView:
         raise AttributeError(name)
 
 
+class _ConfigView:
+    """``runner.cfg``: the final config, whose ``pretty_text`` is the trial's formatted and redacted text (formatted
+    once; yapf fails on some values, and a hook must not print secrets)."""
+
+    def __init__(self, cfg: Any, text: Callable[[], str]) -> None:
+        self._cfg = cfg
+        self._text = text
+
+    @property
+    def pretty_text(self) -> str:
+        return self._text()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cfg, name)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._cfg[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._cfg
+
+
 def _pipeline_state(dataset: Any) -> tuple:
     return id(getattr(dataset, "pipeline", None)), tuple(getattr(dataset, "_skip_type_keys", None) or ())
 
@@ -87,6 +109,7 @@ class RunnerFacade:
         iters_per_epoch, max_iters: callables (the loader's length is known late).
         restart_workers: called when a hook changed the training pipeline.
         seed, rank, world_size, batch_size: what the runner would report.
+        config_text: the final config's text for ``runner.cfg.pretty_text`` (RuntimeInfoHook records it).
     """
 
     def __init__(
@@ -103,10 +126,11 @@ class RunnerFacade:
         world_size: int = 1,
         batch_size: int = 1,
         experiment_name: str = "model_hub_mmdet",
+        config_text: Callable[[], str] | None = None,
     ) -> None:
         from mmengine.logging import MessageHub, MMLogger
 
-        self.cfg = cfg
+        self.cfg = _ConfigView(cfg, config_text) if config_text is not None else cfg
         self.model = model
         self.optim_wrapper = optim_wrapper
         self.seed = seed

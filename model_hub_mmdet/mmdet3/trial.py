@@ -502,6 +502,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
                 restart_workers=self.release_training_workers, seed=self.seed,
                 rank=self.context.distributed.get_rank(), world_size=self.context.distributed.get_size(),
                 batch_size=self.per_slot_batch_size, experiment_name=f"model_hub_mmdet-{id(self)}",
+                config_text=lambda: self.final_config_text,
             )
 
     def build_callbacks(self) -> dict[str, pytorch.PyTorchCallback]:
