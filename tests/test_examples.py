@@ -77,6 +77,11 @@ def context(det_local: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.syspath_prepend(str(work))
     for name in [m for m in sys.modules if m == "examples" or m.startswith("examples.")]:
         monkeypatch.delitem(sys.modules, name)
+    # the copy's modules are imported afresh: classes an earlier test registered from the repository's examples
+    # (ShapesDataset) leave mmdet's registry for this test, as in a new process
+    from mmdet.datasets import DATASETS
+
+    monkeypatch.delitem(DATASETS._module_dict, "ShapesDataset", raising=False)
     return work
 
 
