@@ -3,6 +3,7 @@ the core's clients registered as mmengine backends, and trains exactly as from l
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from servers import FaultProxy, free_port, isolate_cloud_env, make_bucket
 from model_hub_mmdet.local import train_local
 
 pytestmark = pytest.mark.slow
+_BUCKETS = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ class Bucket:
     def __init__(self, kind: str, endpoint: str, shapes_dir: Path, cache: Path, prefetch: int = 0) -> None:
         from mmengine.fileio import get_file_backend
 
-        name = f"m3-{kind}-{os.getpid()}-{prefetch}"
+        name = f"m3-{kind}-{os.getpid()}-{next(_BUCKETS)}"
         make_bucket(kind, endpoint, name)
         self.proxy = FaultProxy(endpoint)
         scheme = "s3" if kind == "s3" else "gs"
