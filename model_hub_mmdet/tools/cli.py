@@ -128,7 +128,7 @@ def _torchrun(args: argparse.Namespace) -> int:
     from model_hub_mmdet.local_ranks import RUN_DIR_ENV, root_cause, run_ranks
 
     argv, skip = [], False
-    for arg in sys.argv[1:]:
+    for arg in args.argv:  # this command's own arguments (python -m model_hub_mmdet.run passes its own)
         if skip or arg.startswith("--nproc="):
             skip = False
             continue
@@ -431,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None and "MODEL_HUB_MMDET_ARGV" in os.environ:  # a worker started by _torchrun
         argv = json.loads(os.environ["MODEL_HUB_MMDET_ARGV"])
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
