@@ -1,4 +1,4 @@
-"""The Determined internals this package relies on, all in one place and checked when it is imported.
+"""The Determined internals this package relies on, all in one place, checked before they are used (:func:`apply`).
 
 Determined 0.38.1's public API leaves three gaps; each is bridged here and nowhere else:
 

@@ -1,4 +1,4 @@
-"""Google Cloud Storage as the mmcv ``gcs`` backend (URIs ``gs://bucket/key``).
+"""Google Cloud Storage as the ``gcs`` storage backend (URIs ``gs://bucket/key``).
 
 Experiment YAML::
 

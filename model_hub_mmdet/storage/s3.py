@@ -1,4 +1,4 @@
-"""Amazon S3 and S3-compatible stores (MinIO, Ceph RGW, ...) as the mmcv ``s3`` backend.
+"""Amazon S3 and S3-compatible stores (MinIO, Ceph RGW, ...) as the ``s3`` storage backend.
 
 Experiment YAML::
 
