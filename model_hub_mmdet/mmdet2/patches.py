@@ -48,84 +48,25 @@ Each fix is the narrowest one that works, and each is exercised by ``tests/test_
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.metadata
-import inspect
 import warnings
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
 
-import numpy as np
-
-from model_hub_mmdet.errors import SetupError
-from model_hub_mmdet.mmdet2.datasets.patching import MARK
-
-_NUMPY_ALIASES = {"int": int, "float": float, "bool": bool, "object": object, "str": str, "long": int}
-
-
-def restore_numpy_aliases() -> list[str]:
-    """Re-create numpy's removed builtin aliases that mmdet 2.28 / mmcv 1.7 still use. Returns what was added."""
-    added = []
-    for name, value in _NUMPY_ALIASES.items():
-        if name not in np.__dict__:
-            setattr(np, name, value)
-            added.append(name)
-    return added
-
-
-def numpy_safe_globals() -> list:
-    """The numpy reconstructors a plain-data pickle of arrays, dtypes and scalars needs."""
-    try:
-        from numpy._core import multiarray  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray
-    found = [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype]
-    dtypes = getattr(np, "dtypes", None)
-    if dtypes is not None:
-        found += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType") and n != "StringDType"]
-    return found
-
-
-def allow_numpy_in_weights_only_load() -> None:
-    """Allow-list numpy plain data for ``torch.load(weights_only=True)`` (torch >= 2.4)."""
-    import torch.serialization
-
-    add = getattr(torch.serialization, "add_safe_globals", None)
-    if add is not None:
-        add(numpy_safe_globals())
-
-
-def silence_cpp_extension_cuda_notice() -> None:
-    """Keep ``torch.utils.cpp_extension``'s import-time CUDA_HOME notice out of CPU runs."""
-    import logging
-
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+from model_hub_mmdet import patch_registry
+from model_hub_mmdet.patch_registry import (  # noqa: F401  (the generation-neutral fixes, re-exported for tests)
+    Patch,
+    RaggedArrayNumpy,
+    allow_numpy_in_weights_only_load,
+    fingerprint,
+    numpy_safe_globals,
+    restore_numpy_aliases,
+    silence_cpp_extension_cuda_notice,
+    torch_has_safe_globals,
+)
 
 
 def silence_mmcv_banner() -> None:
     """Drop mmcv 1.x's "MMCV will release v2.0.0" import-time warning."""
     warnings.filterwarnings("ignore", message="On January 1, 2023, MMCV will release v2.0.0")
-
-
-class _RaggedArrayNumpy:
-    """numpy, except that ``array`` of a ragged list of arrays gives a 1-D object array (numpy 1.x's result)."""
-
-    def __getattr__(self, name: str):
-        return getattr(np, name)
-
-    @staticmethod
-    def array(obj, *args, **kwargs):
-        try:
-            return np.array(obj, *args, **kwargs)
-        except ValueError:
-            if args or kwargs or not isinstance(obj, list):
-                raise
-            out = np.empty(len(obj), dtype=object)
-            for i, item in enumerate(obj):
-                out[i] = item
-            return out
 
 
 def keep_root_log_handlers() -> None:
@@ -140,8 +81,8 @@ def ragged_arrays_in_mmdet_recall() -> None:
     """Let mmdet's ``eval_recalls`` stack per-image IoU matrices of different shapes (see the module notes)."""
     from mmdet.core.evaluation import recall
 
-    if not isinstance(recall.np, _RaggedArrayNumpy):
-        recall.np = _RaggedArrayNumpy()
+    if not isinstance(recall.np, RaggedArrayNumpy):
+        recall.np = RaggedArrayNumpy()
 
 
 class _FilterKeepingWarnings:
@@ -183,54 +124,6 @@ def _install_annotation_check() -> None:
     annotations.install()
 
 
-# ------------------------------------------------------------------------------------------------ the registry
-def _source_of(dotted: str) -> str:
-    module, _, attr = dotted.rpartition(":")
-    obj: Any = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    obj = inspect.unwrap(getattr(obj, MARK, obj), stop=lambda f: False)
-    return inspect.getsource(obj)
-
-
-def fingerprint(dotted: str) -> str:
-    """A short hash of the source of ``module:qualname`` (the original when this package wrapped it)."""
-    return hashlib.sha256(_source_of(dotted).encode()).hexdigest()[:12]
-
-
-@dataclass(frozen=True)
-class Patch:
-    """One change to third-party code: why, against which versions, what it touches, and how it is applied.
-
-    ``targets`` maps ``module:qualname`` of each patched function to the fingerprint of its source in the
-    checked versions; ``requires`` is a check of its own (None when it still applies, else what changed)."""
-
-    name: str
-    reason: str
-    checked: str
-    package: str
-    apply: Callable[[], Any]
-    targets: Mapping[str, str] = field(default_factory=dict)
-    requires: Callable[[], str | None] | None = None
-
-    def problem(self) -> str | None:
-        """None when the patch still fits the installed code, else one line saying what changed."""
-        for target, expected in self.targets.items():
-            try:
-                found = fingerprint(target)
-            except (ImportError, AttributeError, OSError, TypeError) as err:
-                return f"{target} is gone ({type(err).__name__}: {err})"
-            if found != expected:
-                return f"{target} changed (source fingerprint {found}, patch written for {expected})"
-        return self.requires() if self.requires is not None else None
-
-
-def _torch_has_safe_globals() -> str | None:
-    import torch.serialization
-
-    return None if hasattr(torch.serialization, "add_safe_globals") else "torch has no add_safe_globals"
-
-
 def _mmcv_has_logger_registry() -> str | None:
     from mmcv.utils import logging as mmcv_logging
 
@@ -251,7 +144,7 @@ REGISTRY: tuple[Patch, ...] = (
           silence_cpp_extension_cuda_notice),
     Patch("weights-only-numpy", "torch >= 2.6 loads with weights_only=True, which refuses numpy data in"
           " Determined's and mmdet's checkpoints", CHECKED, "torch", allow_numpy_in_weights_only_load,
-          requires=_torch_has_safe_globals),
+          requires=torch_has_safe_globals),
     Patch("root-log-handlers", "mmcv's get_logger raises every root handler to ERROR", CHECKED, "mmcv-full",
           keep_root_log_handlers, targets={"mmcv.utils.logging:get_logger": "3f219439f7f2"},
           requires=_mmcv_has_logger_registry),
@@ -274,20 +167,7 @@ REGISTRY: tuple[Patch, ...] = (
 
 def check(registry: Iterable[Patch] = REGISTRY) -> None:
     """Raise one :class:`~model_hub_mmdet.errors.SetupError` line for the first patch that no longer fits."""
-    for patch in registry:
-        problem = patch.problem()
-        if problem:
-            raise SetupError(
-                f"{patch.package} {_version(patch.package)}: {problem}; model_hub_mmdet's patch {patch.name!r} was"
-                f" checked against {patch.checked} (install those versions, or a model_hub_mmdet release for yours)"
-            )
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "(not installed)"
+    patch_registry.check(registry)
 
 
 _applied = False
