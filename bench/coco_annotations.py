@@ -37,7 +37,7 @@ def generate(path: Path, images: int, annotations: int, seed: int = 0) -> None:
     from mmdet.datasets import CocoDataset
 
     rng = random.Random(seed)
-    names = CocoDataset.CLASSES
+    names = getattr(CocoDataset, "CLASSES", None) or CocoDataset.METAINFO["classes"]  # mmdet 2.x, 3.x
     cats = [{"id": cid, "name": name, "supercategory": "thing"} for cid, name in zip(COCO_IDS, names)]
     imgs = [{"id": 1 + i * 5, "file_name": f"{1 + i * 5:012d}.jpg", "width": 640, "height": 480, "license": 1}
             for i in range(images)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -181,3 +182,24 @@ def machine_line() -> str:
     """One line naming the conditions of a run (cores, load, threads), printed under every table."""
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return f"{os.cpu_count()} CPUs, load average {load}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+
+
+# ------------------------------------------------------------------------------------------- generations
+VENVS = {2: ".venv", 3: ".venv-mmdet3"}
+
+
+def installed_generation() -> int | None:
+    """2 or 3: the MMDetection generation of this Python's environment (None when none is installed)."""
+    from model_hub_mmdet import generation
+
+    name = generation.installed()
+    return int(name[-1]) if name else None
+
+
+def check_generation(wanted: int) -> None:
+    """Exit with one line when this Python's environment does not hold MMDetection ``wanted``.x."""
+    found = installed_generation()
+    if found != wanted:
+        have = f"MMDetection {found}.x" if found else "no supported MMDetection"
+        raise SystemExit(f"--generation {wanted} needs MMDetection {wanted}.x, and this Python ({sys.executable})"
+                         f" has {have}: run it with {VENVS[wanted]}/bin/python")

@@ -1,6 +1,7 @@
-"""Whole-run parity: ``model-hub-mmdet train EXP --local`` next to MMDetection 2.28's own runner, same experiment.
+"""Whole-run parity: ``model-hub-mmdet train EXP --local`` next to MMDetection's own runner, same experiment.
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/parity.py [--pairs 5] [--batches 100] [--profile] [--quick]
+    OMP_NUM_THREADS=2 .venv-mmdet3/bin/python bench/parity.py --generation 3 [--pairs 5] [--profile] [--quick]
 
 Both sides train the same RetinaNet R18 (tests/mmdet_configs/tiny_retinanet.py over mmdet's RetinaNet config,
 images resized to 96 px) on the same shapes dataset, for the same number of batches, with one validation and
@@ -16,6 +17,13 @@ one checkpoint at the end, each in a fresh Python process:
   ``CheckpointHook`` every N iterations. It imports ``model_hub_mmdet`` first: this stack (numpy 2, torch 2.14)
   needs its compat fixes to run mmdet at all.
 
+``--generation 3`` (MMDetection 3.3, run with .venv-mmdet3's Python) trains the same RetinaNet R18, written with
+3.x's keys (bench/configs/retinanet_r18_shapes_mmdet3.py over mmdet 3's RetinaNet config), and its ``mmdet`` side
+is mmengine's ``Runner`` built as mmdet 3's tools/train.py builds it (``setup_cache_size_limit_of_dynamo``,
+``Config.fromfile``, ``launcher``, ``work_dir``, ``Runner.from_cfg`` or ``RUNNERS.build``, ``train``) on the final
+config ``ours`` trains, with an ``IterBasedTrainLoop`` of N iterations validating once at N, a ``CheckpointHook``
+saving once at N and the ``LogProcessor`` counting iterations (as mmdet's iteration-based configs set it).
+
 Measured per run: wall time of the whole process (interpreter start to exit) and the peak memory of its process
 tree (data-loader workers included), sampled every 50 ms: the sum of RSS and the sum of PSS (RSS counts pages
 that forked workers share with the main process once per worker; PSS divides them). Runs alternate ``ours``,
@@ -27,6 +35,7 @@ that forked workers share with the main process once per worker; PSS divides the
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -41,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     REPO,
     TreeSampler,
+    check_generation,
     machine_line,
     markdown_table,
     median,
@@ -49,8 +59,11 @@ from common import (  # noqa: E402
 )
 
 PYTHON = sys.executable
+GENERATION = 2  # set by main from --generation
 SIDES = ("ours", "mmdet")
 LABELS = {"ours": "model-hub-mmdet train --local", "mmdet": "mmdet train_detector"}
+LABELS_3 = {"ours": "model-hub-mmdet train --local", "mmdet": "mmengine Runner (tools/train.py)"}
+MERGE_CONFIG_3 = Path(__file__).resolve().parent / "configs" / "retinanet_r18_shapes_mmdet3.py"
 EXTRAS = ("metrics.json + curves", "native export", "predictions picture")
 
 
@@ -93,7 +106,10 @@ def drive_ours(timings_path: str, cli_args: list[str]) -> int:
 
     def train(*args: Any, **kwargs: Any) -> Any:
         marks["train_start"] = time.monotonic()
-        from model_hub_mmdet.mmdet2.trial import MMDetTrial  # imported here, as train_local would: after logging is set
+        from model_hub_mmdet import generation
+
+        # imported here, as train_local would: after logging is set; the installed generation's trial
+        MMDetTrial = importlib.import_module(f"model_hub_mmdet.{generation.installed()}.trial").MMDetTrial  # noqa: N806
 
         MMDetTrial.train_batch = _stamped(MMDetTrial.train_batch, marks)
         try:
@@ -146,6 +162,50 @@ def drive_mmdet(timings_path: str, config_path: str, work_dir: str) -> int:
     return 0
 
 
+def drive_runner3(timings_path: str, config_path: str, work_dir: str) -> int:
+    """mmengine's Runner on a config file, built as MMDetection 3's tools/train.py builds it (child process)."""
+    start = time.monotonic()
+    profile = _start_profile()
+    marks: dict[str, Any] = {"start": start, "validations": 0, "bbox_mAP": None}
+    try:
+        from model_hub_mmdet import generation  # noqa: E402,I001
+
+        generation.setup()  # the generation's fixes before mmcv/mmengine/mmdet are used; registers s3/gcs/fake
+        from mmdet.utils import setup_cache_size_limit_of_dynamo
+        from mmengine.config import Config
+        from mmengine.registry import RUNNERS
+        from mmengine.runner import Runner
+        from mmengine.runner.loops import IterBasedTrainLoop, ValLoop
+
+        IterBasedTrainLoop.run_iter = _stamped(IterBasedTrainLoop.run_iter, marks)  # one call per training batch
+        ValLoop.run = _counted_validation(ValLoop.run, marks)
+        setup_cache_size_limit_of_dynamo()
+        cfg = Config.fromfile(config_path)
+        cfg.launcher = "none"
+        cfg.work_dir = work_dir
+        runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
+        marks["train_start"] = time.monotonic()
+        runner.train()
+        marks["train_end"] = time.monotonic()
+    finally:
+        _stop_profile(profile)
+        marks["end"] = time.monotonic()
+        Path(timings_path).write_text(json.dumps(marks))
+    return 0
+
+
+def _counted_validation(fn: Any, marks: dict[str, Any]) -> Any:
+    """mmengine's ``ValLoop.run`` counting the validations and keeping the last bbox mAP."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        metrics = fn(*args, **kwargs)
+        marks["validations"] += 1
+        marks["bbox_mAP"] = (metrics or {}).get("coco/bbox_mAP")
+        return metrics
+
+    return wrapper
+
+
 def _stamped(fn: Any, marks: dict[str, Any]) -> Any:
     """``fn`` (one training batch) recording when the first batch started and the last one ended."""
 
@@ -177,7 +237,8 @@ def _stop_profile(profile: Any) -> None:
 
 
 # ============================================================================================ the set-up
-def write_experiment(work: Path, batches: int, batch_size: int, workers: int, size: int, train: int, val: int) -> Path:
+def write_experiment(work: Path, batches: int, batch_size: int, workers: int, size: int, train: int, val: int,
+                     gen: int = 2) -> Path:
     """The shapes data and the experiment YAML both sides train (``ours`` reads the YAML, ``mmdet`` the final
     config built from it)."""
     import yaml
@@ -186,6 +247,11 @@ def write_experiment(work: Path, batches: int, batch_size: int, workers: int, si
 
     data = work / "data"
     make_shapes(data, train=train, val=val, size=size, seed=0)
+    if gen == 3:
+        exp = experiment_3(data, batches, batch_size, workers, size)
+        path = work / "parity.yaml"
+        path.write_text(yaml.safe_dump(exp, sort_keys=False))
+        return path
     overrides: dict[str, Any] = {"data.workers_per_gpu": workers}
     for split, folder in (("train", "train"), ("val", "val"), ("test", "val")):
         overrides[f"data.{split}.ann_file"] = str(data / "annotations" / f"{folder}.json")
@@ -211,6 +277,58 @@ def write_experiment(work: Path, batches: int, batch_size: int, workers: int, si
     path = work / "parity.yaml"
     path.write_text(yaml.safe_dump(exp, sort_keys=False))
     return path
+
+
+def experiment_3(data: Path, batches: int, batch_size: int, workers: int, size: int) -> dict[str, Any]:
+    """The 3.x experiment: RetinaNet R18 (MERGE_CONFIG_3 over mmdet 3's RetinaNet config) on the shapes in ``data``,
+    ``workers`` loader workers for training and validation, images resized to ``size``."""
+    overrides: dict[str, Any] = {}
+    for split, folder in (("train", "train"), ("val", "val"), ("test", "val")):
+        overrides[f"{split}_dataloader.dataset.data_root"] = f"{data}/"
+        overrides[f"{split}_dataloader.dataset.ann_file"] = f"annotations/{folder}.json"
+        overrides[f"{split}_dataloader.dataset.data_prefix.img"] = f"{folder}/"
+        overrides[f"{split}_dataloader.num_workers"] = workers
+        overrides[f"{split}_dataloader.persistent_workers"] = workers > 0  # torch refuses it without workers
+    for key in ("val_evaluator", "test_evaluator"):
+        overrides[f"{key}.ann_file"] = str(data / "annotations" / "val.json")
+    overrides["train_dataloader.dataset.pipeline.2.scale"] = [size, size]  # Resize in mmdet 3's coco_detection.py
+    overrides["val_dataloader.dataset.pipeline.1.scale"] = [size, size]
+    overrides["test_dataloader.dataset.pipeline.1.scale"] = [size, size]
+    return {
+        "name": f"parity-retinanet-r18-{size}px-mmdet3",
+        "hyperparameters": {
+            "global_batch_size": batch_size,
+            "config_file": "retinanet/retinanet_r50_fpn_1x_coco.py",
+            "merge_config": str(MERGE_CONFIG_3),
+            "override_mmdet_config": overrides,
+        },
+        "searcher": {"name": "single", "metric": "coco/bbox_mAP", "smaller_is_better": False,
+                     "max_length": {"batches": batches}},
+        "min_validation_period": {"batches": batches},
+        "min_checkpoint_period": {"batches": batches},
+        "resources": {"slots_per_trial": 1},
+        "entrypoint": "python3 -m determined.launch.torch_distributed python3 -m model_hub_mmdet.run",
+    }
+
+
+def write_runner_config_3(exp_path: Path, out: Path, batches: int) -> Path:
+    """The final mmdet 3 config of the experiment, with mmengine's loop, checkpoint hook and log processor set to
+    ``batches`` iterations, one validation and one checkpoint at the end."""
+    from mmengine.config import Config
+
+    from model_hub_mmdet.expconf import load_experiment, local_hparams
+    from model_hub_mmdet.mmdet3.config import build_mmdet_config, config_text
+
+    exp = load_experiment(exp_path)
+    hp = local_hparams(exp["hyperparameters"])
+    cfg = build_mmdet_config(hp, exp.get("data") or {}, str(REPO))  # train_dataloader.batch_size = the global one
+    cfg.train_cfg = {"type": "IterBasedTrainLoop", "max_iters": batches, "val_interval": batches}
+    cfg.default_hooks.checkpoint = {"type": "CheckpointHook", "interval": batches, "by_epoch": False}
+    cfg.log_processor = {"type": "LogProcessor", "window_size": 50, "by_epoch": False}
+    cfg.randomness = {"seed": 0}
+    out.write_text(config_text(cfg))
+    Config.fromfile(str(out))  # fail here, not in every child, if the text does not load
+    return out
 
 
 def write_mmdet_config(exp_path: Path, out: Path, batches: int) -> Path:
@@ -250,7 +368,8 @@ def run_side(side: str, index: int, work: Path, exp: Path, mmdet_cfg: Path, batc
                 "--out", str(run / "out")]
         cmd = [PYTHON, *(extra_python or []), me, "_ours", str(timings), *args]
     else:
-        cmd = [PYTHON, *(extra_python or []), me, "_mmdet", str(timings), str(mmdet_cfg), str(run / "work_dir")]
+        child = "_runner3" if GENERATION == 3 else "_mmdet"
+        cmd = [PYTHON, *(extra_python or []), me, child, str(timings), str(mmdet_cfg), str(run / "work_dir")]
     env = dict(os.environ, XDG_DATA_HOME=str(run / "xdg"), **(env_extra or {}))
     with open(run / "stdout.log", "wb") as out, open(run / "stderr.log", "wb") as err:
         started = time.monotonic()
@@ -275,9 +394,13 @@ def run_side(side: str, index: int, work: Path, exp: Path, mmdet_cfg: Path, batc
         metrics = json.loads((run / "out" / "metrics.json").read_text())
         result["validations"] = len(metrics["validations"])
         result["checkpoints"] = len(list((run / "xdg" / "determined").glob("*/metadata.json")))
-        result["bbox_mAP"] = (metrics["validations"] or [{}])[-1].get("bbox_mAP")
+        last = (metrics["validations"] or [{}])[-1]
+        result["bbox_mAP"] = last.get("bbox_mAP", last.get("coco/bbox_mAP"))
     else:
-        result["validations"], result["bbox_mAP"] = _mmdet_validations(run / "work_dir")
+        if "validations" in marks:  # mmengine's runner: counted in the child
+            result["validations"], result["bbox_mAP"] = marks["validations"], marks["bbox_mAP"]
+        else:
+            result["validations"], result["bbox_mAP"] = _mmdet_validations(run / "work_dir")
         result["checkpoints"] = len(list((run / "work_dir").glob("iter_*.pth")))
         result["wall_without_extras_s"] = wall
     shutil.rmtree(run / "xdg", ignore_errors=True)  # checkpoints: counted, no longer needed
@@ -299,21 +422,26 @@ def _mmdet_validations(work_dir: Path) -> tuple[int, float | None]:
 
 
 # ================================================================================================ profile
-PROFILE_ITEMS = [  # label, path fragment of the function's file, function name
+PROFILE_ITEMS = [  # label, path fragment of the function's file, function name ("/trial.py": the adapter's)
     ("imports (all, in the main process)", "<frozen importlib._bootstrap>", "_find_and_load"),
     ("determined pytorch.init (enter + exit)", "determined/pytorch/_trainer.py", "init"),
-    ("MMDetTrial.__init__ (config, datasets, model)", "model_hub_mmdet/trial.py", "__init__"),
+    ("MMDetTrial.__init__ (config, datasets, model)", "/trial.py", "__init__"),
     ("Trainer.fit", "determined/pytorch/_trainer.py", "fit"),
-    ("MMDetTrial.train_batch", "model_hub_mmdet/trial.py", "train_batch"),
+    ("MMDetTrial.train_batch", "/trial.py", "train_batch"),
     ("Determined _validate", "determined/pytorch/_pytorch_trial.py", "_validate"),
-    ("MMDetTrial.evaluate (COCO eval)", "model_hub_mmdet/trial.py", "evaluate"),
+    ("MMDetTrial.evaluate (COCO eval)", "/trial.py", "evaluate"),
     ("Determined _checkpoint", "determined/pytorch/_pytorch_trial.py", "_checkpoint"),
     ("working-directory copy (write_user_code)", "determined/util.py", "write_user_code"),
     ("TensorBoard upload (_upload_tb_files)", "determined/pytorch/_pytorch_trial.py", "_upload_tb_files"),
-    ("extras: cli._finish_run", "model_hub_mmdet/cli.py", "_finish_run"),
-    ("extras: plot_curves", "model_hub_mmdet/report.py", "plot_curves"),
-    ("extras: export_checkpoint", "model_hub_mmdet/weights/export.py", "export_checkpoint"),
-    ("extras: draw_predictions", "model_hub_mmdet/report.py", "draw_predictions"),
+    ("extras: cli._finish_run", "model_hub_mmdet/tools/cli.py", "_finish_run"),
+    ("extras: plot_curves", "model_hub_mmdet/tools/report.py", "plot_curves"),
+    ("extras: export_checkpoint", "/export.py", "export_checkpoint"),
+    ("extras: draw_predictions", "model_hub_mmdet/tools/report.py", "draw_predictions"),
+    ("mmengine Runner.from_cfg", "mmengine/runner/runner.py", "from_cfg"),
+    ("mmengine Runner.train", "mmengine/runner/runner.py", "train"),
+    ("mmengine IterBasedTrainLoop.run_iter (batches)", "mmengine/runner/loops.py", "run_iter"),
+    ("mmdet 3 CocoMetric.compute_metrics", "mmdet/evaluation/metrics/coco_metric.py", "compute_metrics"),
+    ("mmengine Runner.save_checkpoint", "mmengine/runner/runner.py", "save_checkpoint"),
     ("mmdet train_detector", "mmdet/apis/train.py", "train_detector"),
     ("mmcv IterBasedRunner.run", "mmcv/runner/iter_based_runner.py", "run"),
     ("mmcv IterBasedRunner.train (batches)", "mmcv/runner/iter_based_runner.py", "train"),
@@ -339,7 +467,7 @@ def cprofile_items(path: Path) -> dict[str, float]:
 
 
 def cprofile_top(path: Path, count: int = 15, packages: tuple[str, ...] = ("model_hub_mmdet/", "determined/",
-                 "mmdet/", "mmcv/")) -> list[tuple[str, float]]:
+                 "mmdet/", "mmcv/", "mmengine/")) -> list[tuple[str, float]]:
     """The functions of these packages with the largest cumulative time."""
     import pstats
 
@@ -431,8 +559,10 @@ def summarize(runs: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
 
 def print_summary(s: dict[str, Any], args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
     pairs = len([r for r in runs if r["index"] >= args.warmup and r["side"] == "ours"])
-    print(f"\n### parity: RetinaNet R18, {args.size} px, batch {args.batch_size}, {args.batches} batches + one"
-          f" validation ({args.val} images) + one checkpoint, {args.workers} loader workers\n")
+    labels = LABELS_3 if args.generation == 3 else LABELS
+    print(f"\n### parity{' (MMDetection 3.x)' if args.generation == 3 else ''}: RetinaNet R18, {args.size} px,"
+          f" batch {args.batch_size}, {args.batches} batches + one validation ({args.val} images) + one checkpoint,"
+          f" {args.workers} loader workers\n")
     rows = []
     for key, label, digits in (("wall_s", "whole process, wall s", 1),
                                ("wall_without_extras_s", "wall s without ours' extras", 1),
@@ -445,7 +575,7 @@ def print_summary(s: dict[str, Any], args: argparse.Namespace, runs: list[dict[s
                                ("peak_main_rss_mb", "peak RSS of the main process, MB", 0)):
         v = s[key]
         rows.append((label, _fmt(v["ours"], digits), _fmt(v["mmdet"], digits), f"{v['ratio']:.3f}"))
-    print(markdown_table(["median of pairs", LABELS["ours"], LABELS["mmdet"], "ours/mmdet (median of pair ratios)"],
+    print(markdown_table(["median of pairs", labels["ours"], labels["mmdet"], "ours/mmdet (median of pair ratios)"],
                          rows))
     print(f"\n{pairs} pairs after {args.warmup} warm-up pair(s); {machine_line()}. Goal: both ratios <= 1.00.")
     print("\nExtras at the end of `train --local` (median seconds, inside the ours wall time above):\n")
@@ -461,6 +591,8 @@ def print_summary(s: dict[str, Any], args: argparse.Namespace, runs: list[dict[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--generation", type=int, choices=(2, 3), default=2,
+                        help="MMDetection generation (default 2, with .venv's Python; 3 needs .venv-mmdet3's)")
     parser.add_argument("--pairs", type=int, default=5, help="timed ours/mmdet pairs (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed pairs first (default 1)")
     parser.add_argument("--batches", type=int, default=100, help="training batches per run (default 100)")
@@ -476,10 +608,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.pairs, args.warmup, args.batches, args.train, args.val = 1, 0, 10, 40, 4
+    global GENERATION
+    GENERATION = args.generation
+    check_generation(args.generation)
     work = Path(tempfile.mkdtemp(prefix="bench-parity-"))
     try:
-        exp = write_experiment(work, args.batches, args.batch_size, args.workers, args.size, args.train, args.val)
-        mmdet_cfg = write_mmdet_config(exp, work / "mmdet_config.py", args.batches)
+        exp = write_experiment(work, args.batches, args.batch_size, args.workers, args.size, args.train, args.val,
+                               gen=args.generation)
+        if args.generation == 3:
+            mmdet_cfg = write_runner_config_3(exp, work / "runner_config.py", args.batches)
+        else:
+            mmdet_cfg = write_mmdet_config(exp, work / "mmdet_config.py", args.batches)
         runs = []
         for i in range(args.warmup + args.pairs):
             for side in SIDES if i % 2 == 0 else SIDES[::-1]:
@@ -493,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             payload["profile"] = profile_runs(work, exp, mmdet_cfg, args.batches)
             print_profile(payload["profile"])
-        print(f"\nresults: {write_results('parity', payload, args.json)}")
+        name = "parity-mmdet3" if args.generation == 3 else "parity"
+        print(f"\nresults: {write_results(name, payload, args.json)}")
     finally:
         if args.keep:
             print(f"work directory: {work}")
@@ -507,4 +647,6 @@ if __name__ == "__main__":
         sys.exit(drive_ours(sys.argv[2], sys.argv[3:]))
     if len(sys.argv) > 2 and sys.argv[1] == "_mmdet":
         sys.exit(drive_mmdet(*sys.argv[2:5]))
+    if len(sys.argv) > 2 and sys.argv[1] == "_runner3":
+        sys.exit(drive_runner3(*sys.argv[2:5]))
     sys.exit(main())
