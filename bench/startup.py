@@ -323,6 +323,9 @@ def print_summary(s: dict[str, Any], args: argparse.Namespace, runs: list[dict[s
                          rows))
     pairs = len([r for r in runs if r["index"] >= args.warmup and r["side"] == "ours"])
     print(f"\n{pairs} pairs after {args.warmup} warm-up pair(s); {machine_line()}. Goal: the first ratio <= 1.05.")
+    if args.generation == 2:
+        print("mmcv 1.x's EpochBasedRunner.train sleeps 2 s before an epoch's first batch (\"Prevent possible deadlock"
+              " during epoch transition\"): inside the runner's times above.")
     print("\nAll runs (s to the end of the first batch / peak RSS MB):")
     for r in runs:
         tag = " (warm-up)" if r["index"] < args.warmup else ""
