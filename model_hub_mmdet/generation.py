@@ -16,6 +16,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -91,6 +92,27 @@ def relative_after_configs(path: str | os.PathLike) -> str | None:
     idx = len(parts) - 1 - parts[::-1].index("configs")
     rest = parts[idx + 1 :]
     return str(Path(*rest)) if rest else None
+
+
+def config_search_dirs(context_dir: str | os.PathLike = ".") -> list[Path]:
+    """Directories a relative ``config_file`` is looked up in, in order: the context, ``$MMDETECTION_CONFIG_DIR``,
+    the installed mmdet's bundled configs (both generations look in the same places)."""
+    dirs = [Path(context_dir)]
+    env_dir = os.environ.get("MMDETECTION_CONFIG_DIR")
+    if env_dir:
+        dirs.append(Path(env_dir))
+    bundled = bundled_config_dir()
+    if bundled is not None:
+        dirs.append(bundled)
+    return dirs
+
+
+def context_on_sys_path(context_dir: str | os.PathLike = ".") -> None:
+    """Make modules in the context directory importable (``custom_imports``, custom datasets, trial classes),
+    as Determined does on a cluster by starting the entrypoint there."""
+    path = str(Path(context_dir).resolve())
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 
 def setup() -> ModuleType:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,9 +149,7 @@ def check_experiment(
         report.problems.append(str(err))
         return report
     context_dir = Path(context_dir or ".")
-    path_str = str(context_dir.resolve())
-    if path_str not in sys.path:  # custom trial classes and custom_imports, as Determined runs the entrypoint
-        sys.path.insert(0, path_str)
+    generation.context_on_sys_path(context_dir)  # custom trial classes and custom_imports, as on a cluster
     try:
         adapter = generation.adapter("check")
     except UserError:  # the experiment part is still checked; the config part says why it was not

@@ -23,7 +23,11 @@ from mmengine.config import Config
 
 from model_hub_mmdet.config_tree import counterpart_name
 from model_hub_mmdet.errors import ConfigError
-from model_hub_mmdet.generation import relative_after_configs
+from model_hub_mmdet.generation import (  # noqa: F401  (context_on_sys_path: part of this module's API)
+    config_search_dirs,
+    context_on_sys_path,
+    relative_after_configs,
+)
 
 logger = logging.getLogger("model_hub_mmdet")
 
@@ -37,24 +41,6 @@ def bundled_config_dir() -> Path:
     import mmdet
 
     return Path(mmdet.__file__).resolve().parent / ".mim" / "configs"
-
-
-def config_search_dirs(context_dir: str | os.PathLike = ".") -> list[Path]:
-    """Directories a relative ``config_file`` is looked up in, in order."""
-    dirs = [Path(context_dir)]
-    env_dir = os.environ.get("MMDETECTION_CONFIG_DIR")
-    if env_dir:
-        dirs.append(Path(env_dir))
-    dirs.append(bundled_config_dir())
-    return dirs
-
-
-def context_on_sys_path(context_dir: str | os.PathLike = ".") -> None:
-    """Make modules in the context directory importable (``custom_imports``, custom datasets, trial classes),
-    as Determined does on a cluster by starting the entrypoint there."""
-    path = str(Path(context_dir).resolve())
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 
 # ------------------------------------------------------------------------------- the other generation's names
