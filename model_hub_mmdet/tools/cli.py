@@ -154,7 +154,8 @@ def _torchrun(args: argparse.Namespace) -> int:
     if cause.exitcode == 1 and not cause.signal_name:  # a rank stopped on an error it reported itself (one line)
         return 1
     print(
-        f"error: {cause.describe()}; {_newest_line(out)}continue with: {_again(args, out)}"
+        # on a line of its own: the chief's progress bar was stopped mid-line
+        f"\nerror: {cause.describe()}; {_newest_line(out)}continue with: {_again(args, out)}"
         f" (launcher log: {log})",
         file=sys.stderr,
     )
