@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,9 @@ from typing import Any
 
 LAUNCHER_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher")
 RUN_DIR_ENV = "MODEL_HUB_MMDET_RUN_DIR"  # the run folder, for the ranks' own logs
+# Determined's chief binds two ZMQ ports for its broadcast, 12360 and 12360 + 16 unless these variables say
+# otherwise: a second local multi-process run on the same machine would fail on them ("Address already in use").
+IPC_PORT_ENVS = ("INTER_TRAIN_PROCESS_COMM_PORT_1", "INTER_TRAIN_PROCESS_COMM_PORT_2")
 PEER_LOST_EXIT = 75  # a rank that stopped because another rank died (EX_TEMPFAIL)
 # What gloo and NCCL say when the process at the other end of a collective is gone.
 _PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "NCCL communicator was aborted")
@@ -56,16 +60,32 @@ def peer_lost(err: BaseException) -> bool:
     return any(marker in text for marker in _PEER_LOST)
 
 
-def report_peer_lost(err: BaseException) -> int:
-    """In a rank of a multi-rank run: write the traceback of a peer-lost error to ``rank-N.log`` in the run
-    folder (the launcher names the rank that died) and return the exit code that says so."""
+def _write_traceback(err: BaseException) -> Path:
+    """Write ``err``'s traceback to ``rank-N.log`` in the run folder; returns that path."""
     import traceback
 
     run_dir = Path(os.environ.get(RUN_DIR_ENV) or ".")
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / f"rank-{os.environ.get('RANK', '0')}.log"
     log.write_text("".join(traceback.format_exception(err)))
+    return log
+
+
+def report_peer_lost(err: BaseException) -> int:
+    """In a rank of a multi-rank run: write the traceback of a peer-lost error to ``rank-N.log`` in the run
+    folder (the launcher names the rank that died) and return the exit code that says so."""
+    _write_traceback(err)
     return PEER_LOST_EXIT
+
+
+def report_crash(err: BaseException) -> int:
+    """In a rank of a multi-rank run: an unexpected error ends the run in one line naming the rank, with the
+    traceback in ``rank-N.log`` (N ranks' tracebacks interleaved on one console are unreadable). Returns 1."""
+    log = _write_traceback(err)
+    rank = os.environ.get("RANK", "0")
+    message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    print(f"\nerror: rank {rank}: {type(err).__name__}: {message} (traceback: {log})", file=sys.stderr)
+    return 1
 
 
 def in_multi_rank_run() -> bool:
@@ -100,6 +120,15 @@ def launcher_log(path: Path) -> Iterator[None]:
         handler.close()
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on this machine now (the OS picks them; all held until all are chosen)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
 def run_ranks(nproc: int, module_args: Sequence[str], env: dict[str, str], log_path: Path) -> list[RankFailure]:
     """Run ``python -m MODULE_ARGS`` as ``nproc`` ranks of one job (gloo on the CPU); [] when all succeed,
     else how each failed rank ended."""
@@ -116,6 +145,8 @@ def run_ranks(nproc: int, module_args: Sequence[str], env: dict[str, str], log_p
         max_restarts=0,
     )
     saved = dict(os.environ)
+    if not any(name in os.environ for name in IPC_PORT_ENVS):  # a user's choice stands
+        env = {**dict(zip(IPC_PORT_ENVS, map(str, free_ports(2)))), **env}
     os.environ.update(env)  # the launcher passes its own environment (plus the rank variables) to each rank
     try:
         with launcher_log(log_path):

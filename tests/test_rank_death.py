@@ -74,3 +74,57 @@ def test_the_root_cause_is_the_killed_rank_not_the_ranks_stopped_after_it() -> N
     assert root_cause([stopped, killed]) == killed
     assert killed.describe().startswith("rank 1 (pid 11) was killed by SIGKILL")
     assert RankFailure(rank=0, pid=1, exitcode=3).describe() == "rank 0 (pid 1) exited with code 3"
+
+
+FAILING_RANK = '''
+from model_hub_mmdet import MMDetTrial
+
+
+class FailingTrial(MMDetTrial):
+    def train_batch(self, batch, epoch_idx, batch_idx):
+        if batch_idx == 1 and self.context.distributed.rank == 0:
+            raise ValueError("boom at the second batch\\nsecond line")
+        return super().train_batch(batch, epoch_idx, batch_idx)
+'''
+
+
+def test_an_error_in_a_rank_is_one_line_and_determined_ports_in_use_do_not_matter(
+    shapes_dir: Path, det_local: Path
+) -> None:
+    """Determined's default broadcast ports are held (as another local run holds them): the launcher picks free
+    ones. The rank's unexpected error is one line naming the rank; its traceback is in rank-0.log."""
+    import socket
+
+    work = det_local / "work"
+    (work / "failing.py").write_text(textwrap.dedent(FAILING_RANK))
+    exp = tiny_experiment(shapes_dir, global_batch_size=4, max_batches=4)
+    exp["resources"] = {"slots_per_trial": 2}
+    (work / "exp.yaml").write_text(yaml.safe_dump(exp))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTER_TRAIN_PROCESS_COMM_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=f"{work}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    held = []
+    for port in (12360, 12376):  # determined.constants' defaults
+        sock = socket.socket()
+        try:
+            sock.bind(("", port))
+            sock.listen()
+            held.append(sock)
+        except OSError:  # already held by someone else: just as good for this test
+            sock.close()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "model_hub_mmdet.tools.cli", "train", "exp.yaml", "--local", "--nproc", "2",
+             "--trial", "failing:FailingTrial", "--out", "out"],
+            cwd=work, env=env, capture_output=True, text=True, timeout=600,
+        )
+    finally:
+        for sock in held:
+            sock.close()
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    out = (work / "out").resolve()
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: rank 0: ValueError: boom at the second batch (traceback: {out / 'rank-0.log'})"], (
+        proc.stderr[-3000:]
+    )
+    assert "Traceback" not in proc.stderr and "Address already in use" not in proc.stderr, proc.stderr[-3000:]
+    assert "boom at the second batch" in (out / "rank-0.log").read_text()

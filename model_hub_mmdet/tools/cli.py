@@ -456,11 +456,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as err:
-        from model_hub_mmdet.local_ranks import in_multi_rank_run, peer_lost, report_peer_lost
+        from model_hub_mmdet.local_ranks import in_multi_rank_run, peer_lost, report_crash, report_peer_lost
 
-        if in_multi_rank_run() and peer_lost(err):  # another rank died: the launcher says which, in one line
+        if args.debug or not in_multi_rank_run():
+            raise
+        if peer_lost(err):  # another rank died: the launcher says which, in one line
             return report_peer_lost(err)
-        raise
+        return report_crash(err)
 
 
 # Commands that run MMDetection code (check and migrate need it only for part of their work, and say so).
