@@ -128,3 +128,5 @@ def test_an_error_in_a_rank_is_one_line_and_determined_ports_in_use_do_not_matte
     )
     assert "Traceback" not in proc.stderr and "Address already in use" not in proc.stderr, proc.stderr[-3000:]
     assert "boom at the second batch" in (out / "rank-0.log").read_text()
+    info = [line for line in proc.stderr.splitlines() if line.startswith("INFO model_hub_mmdet")]
+    assert info and len(info) == len(set(info)), info  # the chief's INFO lines, once each

@@ -436,8 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    if not args.debug:
-        logging.getLogger("model_hub_mmdet").setLevel(logging.INFO)
+    if not args.debug:  # INFO lines from the chief only: N ranks would print each of them N times
+        chief = int(os.environ.get("RANK", "0")) == 0
+        logging.getLogger("model_hub_mmdet").setLevel(logging.INFO if chief else logging.WARNING)
     try:
         if args.func in _NEEDS_MMDET:
             from model_hub_mmdet import generation
