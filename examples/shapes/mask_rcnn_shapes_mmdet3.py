@@ -43,7 +43,7 @@ model = dict(
         type='StandardRoIHead',
         bbox_roi_extractor=dict(
             type='SingleRoIExtractor',
-            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
+            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0, use_torchvision=True),
             out_channels=fpn_channels,
             featmap_strides=[4, 8, 16, 32]),
         bbox_head=dict(
@@ -58,7 +58,7 @@ model = dict(
             loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
         mask_roi_extractor=dict(
             type='SingleRoIExtractor',
-            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
+            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0, use_torchvision=True),
             out_channels=fpn_channels,
             featmap_strides=[4, 8, 16, 32]),
         mask_head=dict(
@@ -145,8 +145,8 @@ test_evaluator = val_evaluator
 
 # Schedule, counted in iterations so it means the same under Determined's searcher.max_length, which replaces
 # train_cfg.max_iters: the cosine has no `end`, so it ends where the run ends (the loop's length is the default).
-max_iters = 1500
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=500)
+max_iters = 1800
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=600)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
