@@ -36,11 +36,14 @@ DEMOS = {2: "examples/shapes/shapes.yaml", 3: "examples/shapes/shapes_mmdet3.yam
 WARNING_LINE = re.compile(r"\w+Warning: |(^|\s)WARNING[ :]")
 
 
-def seeded_experiment(work: Path, generation: int, seed: int) -> Path:
+def seeded_experiment(work: Path, generation: int, seed: int, batches: int | None) -> Path:
     import yaml
 
     exp = yaml.safe_load((REPO / DEMOS[generation]).read_text())
     exp["reproducibility"] = {"experiment_seed": seed}
+    if batches:  # --quick: a shorter run, validated and checkpointed once at its end
+        exp["searcher"]["max_length"] = {"batches": batches}
+        exp["min_validation_period"] = exp["min_checkpoint_period"] = {"batches": batches}
     path = work / f"demo-seed-{seed}.yaml"
     path.write_text(yaml.safe_dump(exp, sort_keys=False))
     return path
@@ -60,8 +63,8 @@ def metric(validation: dict, name: str) -> float | None:
     return None
 
 
-def run_seed(work: Path, generation: int, seed: int, nproc: int) -> dict:
-    exp = seeded_experiment(work, generation, seed)
+def run_seed(work: Path, generation: int, seed: int, nproc: int, batches: int | None = None) -> dict:
+    exp = seeded_experiment(work, generation, seed, batches)
     out = work / f"run-{seed}"
     cmd = [str(Path(sys.executable).with_name("model-hub-mmdet")), "train", str(exp), "--local",
            "--nproc", str(nproc), "--out", str(out)]
@@ -82,16 +85,20 @@ def main() -> None:
     parser.add_argument("--generation", type=int, choices=(2, 3), default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--nproc", type=int, default=2, help="as `make demo` (DEMO_NPROC)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: seed 0 only, 60 batches")
     parser.add_argument("--json", help="write the results here (default: runs/bench/demo_seeds[-mmdet3]-TIME.json)")
     args = parser.parse_args()
     check_generation(args.generation)
+    batches = 60 if args.quick else None
+    if args.quick:
+        args.seeds = args.seeds[:1]
     if not (REPO / "data/shapes/annotations/val.json").is_file():
         subprocess.run([str(Path(sys.executable).with_name("model-hub-mmdet")), "make-shapes", "data/shapes"],
                        cwd=REPO, check=True)
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-demo-seeds-") as tmp:
         for seed in args.seeds:
-            runs.append(run_seed(Path(tmp), args.generation, seed, args.nproc))
+            runs.append(run_seed(Path(tmp), args.generation, seed, args.nproc, batches))
             r = runs[-1]
             print(f"  seed {seed}: bbox/segm mAP {r['bbox_mAP']:.3f}/{r['segm_mAP']:.3f} in {r['wall_s']:.0f} s,"
                   f" {len(r['console_warnings'])} console warning line(s)", file=sys.stderr)
