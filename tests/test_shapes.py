@@ -240,6 +240,30 @@ def test_demo_config_is_small_and_randomly_initialised(shapes_dir):
     assert n_params < 5_000_000, n_params
 
 
+def test_the_demo_roi_align_from_torchvision_equals_mmcvs(shapes_dir):
+    """The demo asks mmcv's RoIAlign for torchvision's kernel (faster on the CPU): same values, same gradients."""
+    import torch
+    from mmcv.ops import RoIAlign
+
+    layer = _demo_config(shapes_dir).model.roi_head.bbox_roi_extractor.roi_layer
+    assert layer.use_torchvision is True
+    args = dict(output_size=layer.output_size, spatial_scale=0.25, sampling_ratio=layer.sampling_ratio)
+    torch.manual_seed(0)
+    feats = torch.randn(2, 8, 32, 32)
+    xy = torch.rand(12, 2) * 90
+    wh = torch.rand(12, 2) * 40 + 4
+    rois = torch.cat([torch.randint(0, 2, (12, 1)).float(), xy, xy + wh], dim=1)
+    outs, grads = [], []
+    for use_torchvision in (False, True):
+        x = feats.clone().requires_grad_()
+        out = RoIAlign(**args, use_torchvision=use_torchvision)(x, rois.clone())
+        out.pow(2).sum().backward()
+        outs.append(out.detach())
+        grads.append(x.grad)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("samples_per_gpu", [1, 3])
 def test_demo_config_trains_and_predicts_at_any_batch_size(shapes_dir, samples_per_gpu):
     """Determined's global_batch_size replaces samples_per_gpu: one real step and one prediction must work."""
