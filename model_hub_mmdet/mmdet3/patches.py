@@ -24,12 +24,19 @@ naming the package and version.
   dataset prepends its ``data_root`` to a ``gs://`` ``ann_file`` or image prefix. The datasets' ``is_abs`` also
   accepts every scheme this package registers (``gs://``, ``gcs://``).
 * **torch's "No CUDA runtime is found" line** when mmcv's ops load ``torch.utils.cpp_extension`` on a CPU run.
+* **Warnings mmdet 3.3's own code triggers on every run** of some models, which say nothing to the user: torch
+  >= 2.4's ``FutureWarning`` that ``torch.cuda.amp.autocast(...)`` is deprecated (CSPNeXt's SE layer and
+  CSPDarknet call it: RTMDet, YOLOX), and the ``UserWarning`` that ``torch.meshgrid`` will need ``indexing=``
+  (mmdet's prior generators rely on today's default, ``ij``). Ignored by category, message and the module
+  that raises them; any other warning still shows.
 * **One-line data errors.** ``LoadImageFromFile.transform`` raises ``BadImageError`` naming the file (so the
   ``data.bad_images`` policy can substitute it), and ``CocoDataset.load_data_list`` a ``DataError`` naming the
   annotation file and what is wrong with it (:mod:`.datasets`).
 """
 
 from __future__ import annotations
+
+import warnings
 
 from model_hub_mmdet.patch_registry import (
     Patch,
@@ -74,6 +81,14 @@ def object_store_paths_are_absolute() -> None:
     base_dataset.is_abs = is_abs
 
 
+def quiet_third_party_warnings() -> None:
+    """Ignore the two warnings mmdet 3.3's models trigger in torch on every run (see the module notes)."""
+    warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.autocast\(args\.\.\.\)` is deprecated",
+                            category=FutureWarning, module=r"mmdet\.")
+    warnings.filterwarnings("ignore", message=r"torch\.meshgrid: in an upcoming release", category=UserWarning,
+                            module=r"torch\.functional")
+
+
 def _install_image_check() -> None:
     from model_hub_mmdet.mmdet3.datasets import install_image_check
 
@@ -107,6 +122,8 @@ REGISTRY: tuple[Patch, ...] = (
                    "mmengine.dataset.base_dataset:BaseDataset._join_prefix": "70ffd34aca00"}),
     Patch("ragged-recall", "mmdet's eval_recalls builds ragged arrays that numpy >= 1.24 refuses", CHECKED, "mmdet",
           ragged_arrays_in_mmdet_recall, targets={"mmdet.evaluation.functional.recall:eval_recalls": "1cf4776f27ce"}),
+    Patch("third-party-warnings", "mmdet 3.3 calls torch.cuda.amp.autocast and torch.meshgrid in ways torch >= 2.4"
+          " warns about on every run", CHECKED, "mmdet", quiet_third_party_warnings),
     Patch("bad-image-errors", "LoadImageFromFile fails on a bad image with an AssertionError or a bare OSError",
           CHECKED, "mmcv", _install_image_check,
           targets={"mmcv.transforms.loading:LoadImageFromFile.transform": "16a73f84c39f"}),

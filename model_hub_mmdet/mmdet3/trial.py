@@ -120,6 +120,40 @@ def quiet_mmengine(level: int = logging.WARNING) -> Any:
         mm_logger.setLevel(saved)
 
 
+class _SharedParameterNotes(logging.Filter):
+    """mmengine's optimizer constructor logs a WARNING for every parameter shared between modules when the config
+    asks for ``paramwise_cfg.bypass_duplicate`` (RTMDet's heads share their convs: a dozen lines that only say the
+    config's own choice was applied). One INFO line counts them instead."""
+
+    MARK = "is duplicate. It is skipped since bypass_duplicate=True"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.MARK in record.getMessage():
+            self.dropped += 1
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _without_shared_parameter_notes() -> Any:
+    from mmengine.logging import MMLogger
+
+    mm_logger = MMLogger.get_current_instance()
+    notes = _SharedParameterNotes()
+    mm_logger.addFilter(notes)
+    try:
+        yield
+    finally:
+        mm_logger.removeFilter(notes)
+        if notes.dropped:
+            logger.info("optim_wrapper: %d parameter(s) shared between modules are optimised once"
+                        " (paramwise_cfg.bypass_duplicate)", notes.dropped)
+
+
 class MMDetTrial(pytorch.PyTorchTrial):
     """Trains and evaluates any MMDetection 3.x detector described by ``hyperparameters.config_file``.
 
@@ -384,7 +418,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
             ow_cfg = {k: v for k, v in ow_cfg.items() if k not in ("loss_scale", "dtype", "use_fsdp")}
             ow_cfg["type"] = "OptimWrapper"
         ow_cfg.pop("accumulative_counts", None)  # Determined's aggregation_frequency accumulates
-        with registered_types("optim_wrapper"):
+        with registered_types("optim_wrapper"), _without_shared_parameter_notes():
             try:
                 wrapper = build_optim_wrapper(model, ow_cfg)
             except (TypeError, ValueError, AssertionError) as err:

@@ -51,3 +51,47 @@ def test_object_store_uris_are_absolute_for_datasets() -> None:
 
     assert base_dataset.is_abs("gs://bucket/coco/ann.json") and base_dataset.is_abs("s3://b/k")
     assert not base_dataset.is_abs("data/coco/ann.json")
+
+
+def test_mmdets_torch_deprecation_warnings_are_ignored_and_other_warnings_kept() -> None:
+    """CSPNeXt's SE layer calls torch.cuda.amp.autocast and the point generator torch.meshgrid without indexing: torch
+    warns on every run. The patch ignores those two (by category, message and module), nothing else."""
+    import warnings
+
+    from mmdet.models.layers.se_layer import ChannelAttention
+    from mmdet.models.task_modules.prior_generators import MlvlPointGenerator
+
+    def messages() -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            ChannelAttention(4)(torch.randn(1, 4, 8, 8))
+            MlvlPointGenerator([8]).grid_priors([(4, 4)], device="cpu")
+            warnings.warn("a warning of the user's own", UserWarning, stacklevel=1)
+        return [str(w.message) for w in caught]
+
+    with warnings.catch_warnings():  # the filters are the process's: restore them after this test
+        warnings.simplefilter("default")
+        before = messages()
+        assert any("torch.cuda.amp.autocast" in m for m in before), before
+        assert any("torch.meshgrid" in m for m in before), before
+        patches.quiet_third_party_warnings()
+        assert messages() == ["a warning of the user's own"]
+
+
+def test_shared_parameters_are_counted_in_one_line_not_one_warning_each(caplog: pytest.LogCaptureFixture) -> None:
+    from mmengine.logging import MMLogger
+
+    from model_hub_mmdet.mmdet3.trial import _without_shared_parameter_notes
+
+    mm_logger = MMLogger.get_current_instance()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    mm_logger.addHandler(handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="model_hub_mmdet"), _without_shared_parameter_notes():
+            mm_logger.warning("bbox_head.reg_convs.1.0.conv is duplicate. It is skipped since bypass_duplicate=True")
+            mm_logger.warning("another mmengine warning")
+    finally:
+        mm_logger.removeHandler(handler)
+    assert [r.getMessage() for r in records] == ["another mmengine warning"]
+    assert "optim_wrapper: 1 parameter(s) shared between modules are optimised once" in caplog.text
