@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+REQUIRES = ("mmengine", "mmcv", "mmdet")  # what must import for this adapter to work (checked by generation.adapter)
 _ready = False
 
 
