@@ -50,6 +50,22 @@ pip_quiet() {
 trap 'die "step failed at line $LINENO (see the output above)"' ERR
 
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found; set PYTHON=/path/to/python3.11"
+
+# A full disk otherwise fails deep inside pip ("[Errno 28] No space left on device") with a half-installed
+# environment: say up front where the space is missing. NEED_GIB: torch's CUDA build with its nvidia-* wheels
+# is ~6 GiB installed, and pip unpacks each wheel under TMPDIR first.
+NEED_GIB="${MODEL_HUB_MMDET_NEED_GIB:-7}"
+free_gib() {  # free_gib PATH: GiB free on PATH's filesystem (PATH's nearest existing ancestor)
+  local path="$1"
+  while [ ! -e "$path" ]; do path="$(dirname "$path")"; done
+  df -Pk "$path" | awk 'NR == 2 { printf "%d", $4 / 1048576 }'
+}
+check_free_space() {  # check_free_space WHAT PATH
+  local free
+  free="$(free_gib "$2")"
+  [ "$free" -ge "$NEED_GIB" ] || die "only $free GiB free for the $1 ($2); a cold install needs about \
+$NEED_GIB GiB there: free some space (e.g. old runs/ or pytest's /tmp/pytest-of-$(id -un)) or point it elsewhere"
+}
 step "MMDetection $MMDET.x stack ($MMCV_DIST $MMCV_VERSION) into ${VENV/#none/this Python ($PYTHON)}"
 
 if [ "$VENV" = none ]; then
@@ -89,6 +105,8 @@ BUILD_REQS=("${TORCH_PINS[@]}" wheel ninja "numpy>=2" "opencv-python-headless>=4
 if satisfied "${BUILD_REQS[@]}" "setuptools<70"; then
   step "torch, torchvision and build tools already installed"
 else
+  check_free_space "environment (VENV)" "${VENV/#none/$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')}"
+  check_free_space "temporary files (TMPDIR)" "${TMPDIR:-/tmp}"
   step "torch, torchvision and build tools"
   "${PIP[@]}" install -q "${BUILD_REQS[@]}"
   # mmcv's setup.py imports pkg_resources (gone in setuptools>=70); torch's metadata asks for >=77 but
