@@ -71,10 +71,13 @@ def storage_problems(conf: Mapping[str, Any]) -> list[str]:
 
 
 def trainer_problems(conf: Mapping[str, Any], cfg: Any) -> list[str]:
-    """Gradient accumulation in the config must be Determined's; DDP's ``find_unused_parameters`` cannot be set
+    """Config values nothing here can honour (``resume``, ``compile``, another model wrapper or validation loop);
+    gradient accumulation in the config must be Determined's; DDP's ``find_unused_parameters`` cannot be set
     through Determined's ``wrap_model``."""
+    from model_hub_mmdet.mmdet3.config.keys import refusals
+
     plan = trainer_plan(conf)
-    problems = []
+    problems = refusals(cfg)
     wanted = int((cfg.get("optim_wrapper") or {}).get("accumulative_counts", 1) or 1)
     if wanted != plan.aggregation_frequency:
         problems.append(

@@ -7,7 +7,8 @@ the hooks mmengine would run: mmengine's ``RuntimeInfoHook`` (it keeps ``Message
 ``max_iters``, which models read, current) and the config's ``custom_hooks`` (``EMAHook``, ``PipelineSwitchHook``,
 ``YOLOXModeSwitchHook``, ``SyncNormHook``, ``NumClassCheckHook``, user hooks), in mmengine's priority order.
 ``default_hooks`` (timer, logger, param_scheduler, checkpoint, sampler_seed, visualization), ``log_processor``,
-``visualizer`` and the loops are Determined's and this package's here; that is said once, in one INFO line.
+``visualizer`` and the loops are Determined's and this package's here; the trial's INFO line of replaced config
+keys says so (``config/keys.py``).
 
 Where each hook point falls:
 
@@ -200,10 +201,6 @@ class RunnerFacade:
             priority = get_priority(priority if priority is not None else getattr(hook, "priority", "NORMAL"))
             hook.priority = priority
             hooks.append((priority, i + 1, hook))
-        replaced = [k for k in ("default_hooks", "log_processor", "visualizer") if cfg.get(k)]
-        if replaced:
-            logger.info("%s and the train/val/test loops are Determined's here (logging, checkpoints, validation"
-                        " periods, metrics); custom_hooks run as under mmengine's runner", ", ".join(replaced))
         return [hook for _, _, hook in sorted(hooks, key=lambda item: (item[0], item[1]))]
 
     def call(self, stage: str, **kwargs: Any) -> None:

@@ -40,6 +40,7 @@ from model_hub_mmdet.expconf import local_hparams, searcher_length, with_default
 from model_hub_mmdet.finite import NonFiniteGuard, check_finite_weights
 from model_hub_mmdet.loaders import INDEX_KEY
 from model_hub_mmdet.mmdet3.config import build_mmdet_config, config_text, dump_config, unknown_type
+from model_hub_mmdet.mmdet3.config.keys import account_for_keys
 from model_hub_mmdet.mmdet3.data import (
     build_collate,
     build_train_loader,
@@ -184,6 +185,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
 
         self.per_slot_batch_size = context.get_per_slot_batch_size()
         self.cfg = self.build_config()
+        self._runtime_settings()
         self.seed = self._seed()
         self.worker_niceness = worker_niceness(self.data_config.get("worker_niceness"), context.device.type)
         with quiet_mmengine():
@@ -236,8 +238,21 @@ class MMDetTrial(pytorch.PyTorchTrial):
         """The final MMDetection config (see :func:`model_hub_mmdet.build_mmdet_config`), with this slot's batch
         size as ``train_dataloader.batch_size``."""
         cfg = build_mmdet_config(self.hparams, self.data_config, context_dir=os.getcwd())
+        account_for_keys(cfg)  # every top-level key honoured, replaced (one INFO line) or refused
         cfg.train_dataloader.batch_size = self.per_slot_batch_size
         return cfg
+
+    def _runtime_settings(self) -> None:
+        """``env_cfg`` as mmengine's ``Runner.setup_env`` applies it: ``cudnn_benchmark``, ``mp_cfg`` (the start
+        method, opencv's threads: 0 by default, so a loader worker's cv2 calls do not start a thread per core) and
+        ``resource_limit`` (open files). ``dist_cfg`` is Determined's launch here (nccl on GPUs, gloo on CPUs)."""
+        from mmengine.utils.dl_utils import set_multi_processing
+
+        env_cfg = self.cfg.get("env_cfg") or {}
+        if env_cfg.get("cudnn_benchmark"):
+            torch.backends.cudnn.benchmark = True
+        set_multi_processing(**dict(env_cfg.get("mp_cfg") or {}), distributed=self.context.distributed.size > 1)
+        raise_open_files_limit(int(env_cfg.get("resource_limit", 4096)))
 
     def save_config(self) -> Path | None:
         """``save_cfg: true``: write the final config, secrets redacted, to ``save_dir`` (chief only)."""
@@ -373,18 +388,34 @@ class MMDetTrial(pytorch.PyTorchTrial):
 
     # ----------------------------------------------------------------------------------------- model
     def build_model(self) -> torch.nn.Module:
-        """``MODELS.build(cfg.model)`` + ``init_weights``; SyncBN -> BN without CUDA (logged)."""
+        """``MODELS.build(cfg.model)`` (the top-level ``data_preprocessor`` when the model sets none) +
+        ``init_weights``, then as mmengine's runner: ``sync_bn`` on several GPUs, SyncBN -> BN without CUDA (logged),
+        ``activation_checkpointing`` and ``efficient_conv_bn_eval``."""
         from mmdet.registry import MODELS
+        from mmengine.model import convert_sync_batchnorm, revert_sync_batchnorm
+        from mmengine.model.efficient_conv_bn_eval import turn_on_efficient_conv_bn_eval
+        from mmengine.runner.activation_checkpointing import turn_on_activation_checkpointing
 
+        model_cfg = self.cfg.model
+        if isinstance(model_cfg, Mapping) and self.cfg.get("data_preprocessor") is not None:
+            model_cfg.setdefault("data_preprocessor", self.cfg.data_preprocessor)
         with registered_types("model"):
-            model = MODELS.build(self.cfg.model)
+            model = MODELS.build(model_cfg)
         if hasattr(model, "init_weights"):
             model.init_weights()
+        if self.cfg.get("sync_bn") and torch.cuda.is_available() and self.context.distributed.get_size() > 1:
+            try:
+                model = convert_sync_batchnorm(model, self.cfg.sync_bn)
+            except ValueError as err:
+                raise ConfigError(f"sync_bn must be 'torch' or 'mmcv', got {self.cfg.sync_bn!r}") from err
         if not torch.cuda.is_available() and any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()):
-            from mmengine.model import revert_sync_batchnorm
-
             logger.info("SyncBN needs CUDA; converted to BatchNorm for this CPU run")
             model = revert_sync_batchnorm(model)
+        for key, turn_on in (("activation_checkpointing", turn_on_activation_checkpointing),
+                             ("efficient_conv_bn_eval", turn_on_efficient_conv_bn_eval)):
+            if self.cfg.get(key) is not None:
+                logger.info("%s on %s", key, self.cfg[key])
+                turn_on(model, self.cfg[key])
         model.dataset_meta = _plain(self.train_dataset.metainfo)
         return model
 
@@ -549,6 +580,13 @@ class MMDetTrial(pytorch.PyTorchTrial):
             return torch.autocast("cuda", dtype=self._amp_dtype())
         return contextlib.nullcontext()
 
+    def _val_autocast(self) -> contextlib.AbstractContextManager:
+        """fp16 validation where mmengine's ValLoop has it: ``val_cfg.fp16`` on a GPU (AMP training alone does
+        not make the runner validate in fp16)."""
+        if (self.cfg.get("val_cfg") or {}).get("fp16") and torch.cuda.is_available():
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
     def _log_vars(self, log_vars: Mapping[str, Any]) -> dict[str, float]:
         """The loss terms as numbers, averaged over slots (so every slot takes the same skip decision)."""
         names = list(log_vars)
@@ -607,7 +645,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
         dataset by the reducer."""
         data = strip_bookkeeping(batch)
         indices = data.pop(INDEX_KEY)
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self._val_autocast():
             outputs = self.detector.val_step(data)
         self.gatherer.update(indices, self.metrics.process(outputs, data))
         return {}
@@ -621,6 +659,19 @@ class MMDetTrial(pytorch.PyTorchTrial):
         has ``bboxes``, ``scores``, ``labels`` and RLE ``masks``). A subclass may add metrics from them."""
         with quiet_mmengine(logging.CRITICAL):  # CocoMetric's "results ... empty" ERROR: compute() says it once
             return self.metrics.compute(results, partial=indices is not None)
+
+
+def raise_open_files_limit(wanted: int) -> None:
+    """Raise the soft limit of open files to ``wanted`` (never above the hard limit, never lowered), as mmengine's
+    runner does for ``env_cfg.resource_limit``: every loader worker holds shared-memory file descriptors."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new_soft = max(wanted, soft) if hard == resource.RLIM_INFINITY else min(max(wanted, soft), hard)
+    if new_soft != soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
 
 
 def _plain(value: Any) -> Any:

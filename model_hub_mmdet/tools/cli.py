@@ -142,7 +142,11 @@ def _torchrun(args: argparse.Namespace) -> int:
         argv += ["--out", str(out)]
     # The arguments travel in the environment: the launcher's own parser would claim options such as --local.
     env = {"MODEL_HUB_MMDET_ARGV": json.dumps(argv), "USE_TORCH_DISTRIBUTED": "1", RUN_DIR_ENV: str(out)}
-    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // args.nproc))
+    # The cores shared out between the ranks; set for MKL too, as mmengine's runner (env_cfg.mp_cfg) otherwise
+    # sets it to 1 in each rank with a warning.
+    threads = str(max(1, (os.cpu_count() or 1) // args.nproc))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = os.environ.get(name) or threads
     log = out / "launcher.log"
     try:
         failures = run_ranks(args.nproc, ["model_hub_mmdet.tools.cli"], env, log)

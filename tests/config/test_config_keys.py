@@ -37,7 +37,7 @@ def test_every_top_level_key_of_every_bundled_config_is_in_the_table() -> None:
 
 
 def test_the_table_is_in_the_docs() -> None:
-    text = DOCS.read_text()
+    text = DOCS.read_text().split("## Every key of an MMDetection 2.x config", 1)[1].split("\n## ", 1)[0]
     rows = dict(re.findall(r"^\| `([A-Za-z0-9_]+)` \| (\w+) \|", text, flags=re.M))
     assert rows == {k: how for k, (how, _) in KEYS.items() if how != "variable"}
     for name, (how, _) in KEYS.items():

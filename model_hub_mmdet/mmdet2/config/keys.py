@@ -11,15 +11,11 @@ Keys outside the table are user variables: one INFO line names them, since neith
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
-from model_hub_mmdet.errors import ConfigError
-
-logger = logging.getLogger("model_hub_mmdet")
-
-HONOURED, REPLACED, VARIABLE = "honoured", "replaced", "variable"
+from model_hub_mmdet.config_keys import HONOURED, REPLACED, VARIABLE, account
+from model_hub_mmdet.config_keys import is_set as _set
 
 KEYS: dict[str, tuple[str, str]] = {
     # used as mmdet's tools/train.py and train_detector use them
@@ -71,10 +67,6 @@ for _name in ("dataset_type", "data_root", "train_pipeline", "test_pipeline", "i
     KEYS[_name] = (VARIABLE, "a variable of the config file; mmdet's tools read it nowhere, nor does the trial")
 
 
-def _set(value: Any) -> bool:
-    return value is not None and value is not False and value != {} and value != []
-
-
 def refusals(cfg: Mapping[str, Any]) -> list[str]:
     """Values of keys that nothing here can honour, one line each."""
     problems = []
@@ -95,14 +87,6 @@ def refusals(cfg: Mapping[str, Any]) -> list[str]:
 
 
 def account_for_keys(cfg: Mapping[str, Any]) -> None:
-    """Refuse what cannot be honoured (one :class:`ConfigError` line); log one INFO line with the keys this config
+    """Refuse what cannot be honoured (one ``ConfigError`` line); log one INFO line with the keys this config
     sets that Determined replaces, and one with keys outside the table."""
-    problems = refusals(cfg)
-    if problems:
-        raise ConfigError("; ".join(problems))
-    replaced = [f"{k} -> {KEYS[k][1]}" for k in cfg if KEYS.get(k, ("",))[0] == REPLACED and _set(cfg.get(k))]
-    if replaced:
-        logger.info("config keys replaced by Determined: %s", "; ".join(replaced))
-    unknown = [k for k in cfg if k not in KEYS]
-    if unknown:
-        logger.info("config variables that neither mmdet's tools nor the trial read: %s", ", ".join(unknown))
+    account(cfg, KEYS, refusals, "mmdet's tools")
