@@ -135,6 +135,19 @@ class TreeSampler:
         }
 
 
+# --------------------------------------------------------------------------------------------- timing
+def timed_into(spent: dict[str, float], label: str, fn: Any, clock: Any = time.perf_counter) -> Any:
+    """``fn`` wrapped so that each call adds its duration (by ``clock``) to ``spent[label]``, raise or not."""
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = clock()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[label] = spent.get(label, 0.0) + clock() - start
+
+    return wrapper
+
+
 # --------------------------------------------------------------------------------------------- statistics
 def median(values: Iterable[float]) -> float:
     values = list(values)

@@ -56,6 +56,7 @@ from common import (  # noqa: E402
     markdown_table,
     median,
     paired_ratios,
+    timed_into,
     write_results,
 )
 
@@ -80,14 +81,7 @@ def drive_ours(timings_path: str, cli_args: list[str]) -> int:
     spent = dict.fromkeys(EXTRAS, 0.0)
 
     def timed(fn: Any, label: str) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.monotonic()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                spent[label] += time.monotonic() - t0
-
-        return wrapper
+        return timed_into(spent, label, fn, clock=time.monotonic)
 
     finish, train_local = cli._finish_run, local.train_local
 

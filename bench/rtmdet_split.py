@@ -20,12 +20,11 @@ import os
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import check_generation, machine_line, markdown_table, write_results  # noqa: E402,I001
+from common import check_generation, machine_line, markdown_table, timed_into, write_results  # noqa: E402,I001
 
 check_generation(3)
 import compute  # noqa: E402  (its experiment: the same config, data and backend as the compute benchmark)
@@ -40,19 +39,9 @@ def time_pipeline(cfg: Any, samples: int) -> dict[str, float]:
     from mmdet.registry import DATASETS
 
     dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
-    spent: dict[str, float] = defaultdict(float)
-
-    def timed(transform: Any, name: str) -> Any:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return transform(*args, **kwargs)
-            finally:
-                spent[name] += time.perf_counter() - start
-        return call
-
+    spent: dict[str, float] = {}
     for step in dataset.pipeline.transforms:
-        step.transform = timed(step.transform, type(step).__name__)
+        step.transform = timed_into(spent, type(step).__name__, step.transform)
     for i in range(10):  # fills the Mosaic and MixUp caches
         dataset[i % len(dataset)]
     spent.clear()

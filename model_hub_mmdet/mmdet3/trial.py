@@ -251,7 +251,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
         env_cfg = self.cfg.get("env_cfg") or {}
         if env_cfg.get("cudnn_benchmark"):
             torch.backends.cudnn.benchmark = True
-        set_multi_processing(**dict(env_cfg.get("mp_cfg") or {}), distributed=self.context.distributed.size > 1)
+        set_multi_processing(**dict(env_cfg.get("mp_cfg") or {}), distributed=self.context.distributed.get_size() > 1)
         raise_open_files_limit(int(env_cfg.get("resource_limit", 4096)))
 
     def save_config(self) -> Path | None:

@@ -44,8 +44,8 @@ KEYS: dict[str, tuple[str, str]] = {
                              " diff_rank_seed, deterministic"),
     "env_cfg": (HONOURED, "cudnn_benchmark, mp_cfg (start method, opencv threads), resource_limit; dist_cfg is"
                           " Determined's launch (nccl on GPUs, gloo on CPUs)"),
-    "find_unused_parameters": (HONOURED, "passed to Determined's DistributedDataParallel on one slot; refused on"
-                                         " more (Determined's DDP options)"),
+    "find_unused_parameters": (HONOURED, "nothing to pass on one slot (no DDP); refused on more, since Determined's"
+                                         " wrap_model takes no DDP options"),
     "model_wrapper_cfg": (HONOURED, "find_unused_parameters as above; other wrappers are refused"),
     "sync_bn": (HONOURED, "BatchNorm -> SyncBatchNorm when several GPUs train, as the runner converts it"),
     "activation_checkpointing": (HONOURED, "mmengine's turn_on_activation_checkpointing on those modules"),
