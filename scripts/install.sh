@@ -5,6 +5,18 @@
 #   MMDET=3 bash scripts/install.sh         # MMDetection 3.3 (mmcv 2.1.0, mmengine 0.10.7) into ./.venv-mmdet3
 #   VENV=/some/where bash scripts/install.sh
 #   VENV=none PYTHON=python3 MMDET=2|3 bash scripts/install.sh   # into that Python itself, keeping its torch (images)
+#   CUDA=1 bash scripts/install.sh          # mmcv with CUDA ops, also on a machine without a GPU (see below)
+#   BUILD_ONLY=1 bash scripts/install.sh    # (or --wheel-only) only build and cache the mmcv wheel with that
+#                                           # Python's torch, print its path and stop; installs nothing but
+#                                           # missing build tools (WHEEL_OUT=DIR: also copy the wheel there)
+#
+# CUDA ops (CUDA=1, i.e. FORCE_CUDA=1; without either they are built only when nvcc and a GPU are both there):
+#   TORCH_CUDA_ARCH_LIST  GPU architectures to compile for; default: those of the GPUs Determined clusters run
+#                         (V100 7.0, A100 8.0, H100 9.0, +PTX for newer ones), raised to the toolkit's oldest
+#                         where it has dropped Volta (CUDA 13: 7.5). See docs/cluster.md.
+#   CUDA_HOME             the toolkit; default: the one the nvcc on PATH belongs to (wrappers resolved), else
+#                         NVIDIA's PyPI toolkit packages pinned to torch's CUDA version, installed once into a
+#                         folder beside the wheel cache. A toolkit whose major.minor differs from torch's is refused.
 #
 # The only slow step is mmcv (mmcv-full 1.7.2 for 2.x, mmcv 2.1.0 for 3.x), which has no wheel on PyPI for current
 # torch: it is built from its sdist (patched for torch 2.14's C++20 headers) once, and the wheel is cached under
@@ -39,6 +51,17 @@ case "$MMDET" in
   *) die "MMDET must be 2 or 3, not '$MMDET'" ;;
 esac
 EXTRAS="mmdet$MMDET,test"
+BUILD_ONLY="${BUILD_ONLY:-0}"
+for arg in "$@"; do
+  case "$arg" in
+    --wheel-only | --build-only) BUILD_ONLY=1 ;;
+    *) die "unknown argument '$arg' (the only one is --wheel-only; the rest are environment variables)" ;;
+  esac
+done
+# CUDA=1|0 (the Makefile's spelling) is FORCE_CUDA=1|0 unless that is set itself.
+if [ -n "${CUDA:-}" ] && [ -z "${FORCE_CUDA:-}" ]; then
+  case "$CUDA" in 0 | 1) FORCE_CUDA="$CUDA" ;; *) die "CUDA must be 0 or 1, not '$CUDA'" ;; esac
+fi
 
 # torch 2.14's metadata asks for setuptools>=77 while mmcv's build needs <70; pip reports that mismatch as an
 # "ERROR" on every install although nothing is wrong. Drop just those lines, keep pip's exit status.
@@ -72,6 +95,9 @@ if [ "$VENV" = none ]; then
   PY="$(command -v "$PYTHON")"
 elif [ -x "$VENV/bin/python" ]; then
   PY="$VENV/bin/python"
+elif [ "$BUILD_ONLY" = 1 ]; then
+  die "BUILD_ONLY=1 builds with an existing Python's torch: $VENV has no bin/python (set VENV=none PYTHON=..., or \
+install first)"
 else
   step "creating virtualenv $VENV"
   "$PYTHON" -m venv "$VENV"
@@ -80,7 +106,11 @@ fi
 PIP=("$PY" -m pip --disable-pip-version-check)
 export PIP_NO_INPUT=1
 
-if [ "$VENV" = none ] && "$PY" -c 'import torch, torchvision' 2>/dev/null; then
+if [ "$BUILD_ONLY" = 1 ]; then
+  "$PY" -c 'import torch' 2>/dev/null || die "BUILD_ONLY=1 builds against the torch of $PY, which has none"
+  step "building only, against this Python's torch $("$PY" -c 'import torch; print(torch.__version__)')"
+  TORCH_PINS=()
+elif [ "$VENV" = none ] && "$PY" -c 'import torch, torchvision' 2>/dev/null; then
   step "keeping this Python's torch $("$PY" -c 'import torch; print(torch.__version__)')"
   TORCH_PINS=()
 else
@@ -102,8 +132,12 @@ for spec in sys.argv[1:]:
 EOF
 }
 BUILD_REQS=("${TORCH_PINS[@]}" wheel ninja "numpy>=2" "opencv-python-headless>=4.8" "${GEN_BUILD_REQS[@]}")
+[ "$BUILD_ONLY" = 1 ] && BUILD_REQS=(wheel ninja "numpy>=2")  # what compiling mmcv needs besides torch
 if satisfied "${BUILD_REQS[@]}" "setuptools<70"; then
   step "torch, torchvision and build tools already installed"
+elif [ "$BUILD_ONLY" = 1 ]; then
+  die "BUILD_ONLY=1 installs nothing, and $PY lacks some of the build tools: $PY -m pip install ${BUILD_REQS[*]} \
+'setuptools<70'"
 else
   check_free_space "environment (VENV)" "${VENV/#none/$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')}"
   check_free_space "temporary files (TMPDIR)" "${TMPDIR:-/tmp}"
@@ -122,7 +156,79 @@ if [ -z "${FORCE_CUDA:-}" ]; then
     FORCE_CUDA=0
   fi
 fi
-OPS=cpu; [ "$FORCE_CUDA" = 1 ] && OPS="cuda$("$PY" -c 'import torch; print(torch.version.cuda)')"
+case "$FORCE_CUDA" in 0 | 1) ;; *) die "FORCE_CUDA must be 0 or 1, not '$FORCE_CUDA'" ;; esac
+
+# The CUDA toolkit nvcc belongs to. A wrapper script on PATH (exec /usr/local/cuda-X/bin/nvcc "$@") is seen
+# through by asking nvcc where it runs from (its --dryrun prints _HERE_): torch itself would take the wrapper's
+# parent folder for CUDA_HOME.
+nvcc_toolkit() {  # nvcc_toolkit NVCC: prints the toolkit folder, or nothing
+  local here
+  here="$("$1" --dryrun -c -x cu /dev/null 2>&1 | sed -n 's/^#\$ _HERE_=//p' | head -n1)"
+  if [ -n "$here" ] && [ -x "$here/nvcc" ]; then
+    (cd "$here/.." && pwd)
+  elif [ -x "$1" ] && head -c 4 "$(readlink -f "$1")" | grep -q ELF; then
+    dirname "$(dirname "$(readlink -f "$1")")"
+  fi
+}
+toolkit_version() {  # toolkit_version DIR: major.minor of the nvcc in DIR/bin
+  "$1/bin/nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p' | head -n1
+}
+# NVIDIA's PyPI toolkit (nvcc, its crt headers, nvvm/cicc, CCCL, the runtime), pinned to torch's CUDA
+# major.minor (unpinned it resolves to the newest), installed into a folder of its own beside the wheel cache.
+pypi_toolkit() {  # pypi_toolkit X.Y: prints the toolkit folder
+  local ver="$1" major="${1%%.*}" target
+  target="${MODEL_HUB_MMDET_CUDA_TOOLKITS:-$(dirname "$WHEEL_CACHE")/cuda-toolkits}/cuda-$ver"
+  if [ ! -x "$target/nvidia/cu$major/bin/nvcc" ]; then
+    step "NVIDIA's CUDA $ver toolkit from PyPI into $target" >&2
+    rm -rf "$target.tmp"
+    "${PIP[@]}" install -q --no-deps --target "$target.tmp" "nvidia-cuda-nvcc==$ver.*" "nvidia-cuda-crt==$ver.*" \
+      "nvidia-nvvm==$ver.*" "nvidia-cuda-cccl==$ver.*" "nvidia-cuda-runtime==$ver.*" >&2
+    rm -rf "$target" && mv "$target.tmp" "$target"
+  fi
+  local home="$target/nvidia/cu$major"
+  # torch links with -L$CUDA_HOME/lib64 -lcudart; the wheels ship lib/ and only libcudart.so.$major.
+  [ -e "$home/lib64" ] || ln -s lib "$home/lib64"
+  [ -e "$home/lib/libcudart.so" ] || ln -s "libcudart.so.$major" "$home/lib/libcudart.so"
+  echo "$home"
+}
+
+OPS=cpu
+if [ "$FORCE_CUDA" = 1 ]; then
+  TORCH_CUDA="$("$PY" -c 'import torch; print(torch.version.cuda or "")')"
+  [ -n "$TORCH_CUDA" ] || die "CUDA ops need a CUDA build of torch; $PY has torch \
+$("$PY" -c 'import torch; print(torch.__version__)') (CPU only): install a CUDA torch or build with CUDA=0"
+  TORCH_CUDA="$(echo "$TORCH_CUDA" | cut -d. -f1-2)"
+  if [ -n "${CUDA_HOME:-}" ]; then
+    cuda_from="CUDA_HOME"
+  elif command -v nvcc >/dev/null && CUDA_HOME="$(nvcc_toolkit "$(command -v nvcc)")" && [ -n "$CUDA_HOME" ]; then
+    cuda_from="the nvcc on PATH ($(command -v nvcc))"
+  else
+    CUDA_HOME="$(pypi_toolkit "$TORCH_CUDA")"
+    cuda_from="NVIDIA's PyPI packages"
+  fi
+  [ -x "$CUDA_HOME/bin/nvcc" ] || die "no nvcc in $CUDA_HOME/bin (the CUDA toolkit from $cuda_from): set CUDA_HOME \
+to a CUDA $TORCH_CUDA toolkit"
+  CUDA_VERSION="$(toolkit_version "$CUDA_HOME")"
+  [ "$CUDA_VERSION" = "$TORCH_CUDA" ] || die "the CUDA toolkit in $CUDA_HOME (from $cuda_from) is CUDA \
+$CUDA_VERSION but torch was built with CUDA $TORCH_CUDA: set CUDA_HOME to a CUDA $TORCH_CUDA toolkit (or unset \
+it and take nvcc off PATH to use NVIDIA's PyPI packages nvidia-cuda-nvcc==$TORCH_CUDA.*)"
+  if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
+    # The GPUs of Determined clusters: V100 (7.0), A100 (8.0), H100 (9.0); SASS for X.0 also runs on X.y
+    # (T4 7.5, A10 8.6, L4/L40 8.9), and 9.0's PTX lets newer GPUs (B200 10.0) compile it when loaded. A toolkit
+    # that has dropped an architecture (CUDA 13 has no Volta: its oldest is 7.5, as for torch's own cu13
+    # wheels) gets its oldest one instead.
+    oldest="$("$CUDA_HOME/bin/nvcc" --list-gpu-arch 2>/dev/null | sed -n 's/^compute_\([0-9]*\)\([0-9]\)$/\1.\2/p' \
+      | sort -t. -k1,1n -k2,2n | head -n1)"
+    TORCH_CUDA_ARCH_LIST="7.0 8.0 9.0+PTX"
+    if [ -n "$oldest" ] && awk -v o="$oldest" 'BEGIN { exit !(o > 7.0) }'; then
+      TORCH_CUDA_ARCH_LIST="$oldest 8.0 9.0+PTX"
+    fi
+  fi
+  export CUDA_HOME TORCH_CUDA_ARCH_LIST PATH="$CUDA_HOME/bin:$PATH"
+  # The cache key names the CUDA version and the architectures: a wheel for other GPUs is never reused.
+  OPS="cuda$CUDA_VERSION-arch$(echo "$TORCH_CUDA_ARCH_LIST" | tr -s ' ;' '__')"
+  step "CUDA ops: CUDA $CUDA_VERSION toolkit $CUDA_HOME (from $cuda_from), architectures $TORCH_CUDA_ARCH_LIST"
+fi
 TORCH_TAG="$("$PY" -c 'import torch; print(torch.__version__.replace("+", "_"))')"
 PY_TAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
 
@@ -177,6 +283,34 @@ EOF
 }
 
 CACHE_DIR="$WHEEL_CACHE/${MMCV_DIST//-/_}-$MMCV_VERSION/$PY_TAG-torch$TORCH_TAG-$OPS"
+
+# build_cached: sets wheel to the cached wheel of this key, building it first if there is none.
+build_cached() {
+  wheel="$(ls "$CACHE_DIR/${MMCV_DIST//-/_}"-*.whl 2>/dev/null | head -n1 || true)"
+  if [ -z "$wheel" ]; then
+    if [ "$FORCE_CUDA" = 1 ]; then
+      step "building $MMCV_DIST $MMCV_VERSION from its sdist ($OPS ops; CUDA kernels take about 40 CPU-seconds \
+per .cu file and architecture, an hour or more on 2 cores)"
+    else
+      step "building $MMCV_DIST $MMCV_VERSION from its sdist ($OPS ops; about 3-4 minutes on 2 cores)"
+    fi
+    build_started=$SECONDS
+    build_mmcv_wheel "$MMCV_DIST" "$MMCV_VERSION" "$CACHE_DIR"
+    wheel="$BUILT_WHEEL"
+    step "built $wheel in $((SECONDS - build_started)) s ($(du -k "$wheel" | cut -f1) KiB)"
+  else
+    step "using cached $MMCV_DIST wheel $wheel"
+  fi
+}
+
+if [ "$BUILD_ONLY" = 1 ]; then
+  build_cached
+  if [ -n "${WHEEL_OUT:-}" ]; then
+    mkdir -p "$WHEEL_OUT" && cp "$wheel" "$WHEEL_OUT/" && wheel="$WHEEL_OUT/$(basename "$wheel")"
+  fi
+  step "done: $wheel"
+  exit 0
+fi
 # mmcv-full and mmcv both install the package `mmcv`: the other generation's goes first (a Python reused for
 # both generations, VENV=none), and ours is then reinstalled whatever its marker says.
 installed_key="$(installed_build_key "$MMCV_DIST")"
@@ -189,16 +323,7 @@ fi
 if [ "$installed_key" = "$CACHE_DIR" ]; then
   step "$MMCV_DIST $MMCV_VERSION already installed for this torch ($OPS)"
 else
-  wheel="$(ls "$CACHE_DIR/${MMCV_DIST//-/_}"-*.whl 2>/dev/null | head -n1 || true)"
-  if [ -z "$wheel" ]; then
-    step "building $MMCV_DIST $MMCV_VERSION from its sdist ($OPS ops; about 3-4 minutes on 2 cores)"
-    build_started=$SECONDS
-    build_mmcv_wheel "$MMCV_DIST" "$MMCV_VERSION" "$CACHE_DIR"
-    wheel="$BUILT_WHEEL"
-    step "built $wheel in $((SECONDS - build_started)) s"
-  else
-    step "using cached $MMCV_DIST wheel $wheel"
-  fi
+  build_cached
   "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel"
   pip_quiet install -q addict packaging Pillow pyyaml
   # (Not through `import mmcv`: mmcv 2.x imports mmengine, which comes with the package's extra below.)
