@@ -6,8 +6,10 @@ strings (``("train_dataloader", "dataset", "pipeline", "2")``), the form overrid
 :class:`DottedOverrides` applies ``override_mmdet_config`` with these rules (the generation's adapter gives it the
 dict class its config uses, mmcv's or mmengine's ``ConfigDict``, and the top-level keys its ``Config`` reserves):
 
-* ``a.b.c: v`` sets ``c`` inside the existing dict ``a.b``; a new leaf under an existing dict is allowed, a
-  missing parent is an error naming the key and the closest existing keys.
+* ``a.b.c: v`` sets ``c`` inside ``a.b``. Keys the config lacks are created as the generation's own
+  ``Config.merge_from_dict`` creates them (``train_dataloader.dataset.metainfo.classes`` on a config without
+  ``metainfo``), with one INFO line naming the first new key. A missing parent is refused only when a key beside
+  it is a close spelling (a likely typo: :data:`TYPO_CUTOFF`); the error names the key and the closest keys.
 * Numeric segments index lists (``train_dataloader.dataset.pipeline.2.scale``); an out-of-range index names the
   length.
 * ``X._delete_: true`` empties ``X`` first (applied before the other keys), so keys below ``X`` start afresh.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import PurePath
@@ -32,8 +35,14 @@ from typing import Any
 
 from model_hub_mmdet.errors import ConfigError
 
+logger = logging.getLogger("model_hub_mmdet")
+
 Path = tuple[str, ...]
 DELETE = "_delete_"
+# How alike (difflib's ratio) a missing parent and a key beside it must be for the override to be refused as a
+# typo: `optimiser`/`optimizer` 0.89 and `bbox_haed`/`bbox_head` 0.89 are refused, `init_cfg`/`norm_cfg` 0.63 and
+# `metainfo` beside a dataset's keys (< 0.4) are created.
+TYPO_CUTOFF = 0.7
 STORAGE_ARGS = ("file_client_args", "backend_args")
 MISSING: Any = object()
 
@@ -296,13 +305,19 @@ class DottedOverrides:
         return self.to_config(coerce_like(strip_delete(value), existing))
 
     def _apply_one(self, root: Mapping, key: str, value: Any, deleted: Mapping[Path, Any]) -> None:
-        """Set one dotted ``key`` to ``value`` (merged/coerced against what is there)."""
+        """Set one dotted ``key`` to ``value`` (merged/coerced against what is there), creating missing dicts on
+        the way as ``merge_from_dict`` does unless the missing key looks like a typo of the key beside it."""
         segs = self.segments(key)
         node: Any = root
+        created: list[str] | None = None  # the first key this override adds to the config
         for i, seg in enumerate(segs[:-1]):
             below_deleted = any(i >= len(f) and tuple(segs[: len(f)]) == f for f in deleted)
-            if below_deleted and isinstance(node, Mapping) and not isinstance(node.get(seg), (Mapping, list)):
-                node[seg] = self.make_dict()  # a _delete_d subtree is rebuilt from its keys
+            if isinstance(node, Mapping) and not isinstance(node.get(seg), (Mapping, list)) and (
+                below_deleted or (seg not in node and not self._likely_typo(node, seg))
+            ):
+                if not below_deleted:
+                    created = created or segs[: i + 1]
+                node[seg] = self.make_dict()  # a _delete_d subtree is rebuilt from its keys; a new one is made
             node = self._child(root, node, seg, key, segs[:i])
         leaf = segs[-1]
         if isinstance(node, (list, tuple)):
@@ -312,10 +327,27 @@ class DottedOverrides:
         else:
             existing = self._child(root, node, leaf, key, segs[:-1])  # raises the "not a dict or list" error
         if existing is MISSING:  # below a _delete_d subtree the old value still tells the expected types
-            new = self.to_config(coerce_like(strip_delete(value), _deleted_template(deleted, segs)))
+            template = _deleted_template(deleted, segs)
+            if template is MISSING and not any(tuple(segs[: len(f)]) == f for f in deleted):
+                created = created or segs
+            new = self.to_config(coerce_like(strip_delete(value), template))
         else:
             new = self._merged(value, existing, key, segs)
         self._set(node, leaf, new, key, segs[:-1])
+        if created is not None:
+            self._log_new(root, key, created)
+
+    def _likely_typo(self, node: Mapping, seg: str) -> bool:
+        """Whether a key beside the missing ``seg`` is a close spelling of it."""
+        return bool(difflib.get_close_matches(seg, [str(k) for k in node], n=1, cutoff=TYPO_CUTOFF))
+
+    def _log_new(self, root: Mapping, key: str, created: list[str]) -> None:
+        """The one INFO line for an override that adds ``created`` (and what is below it) to the config."""
+        new = ".".join(created)
+        elsewhere = [".".join(p) for p in key_paths(root) if p[-1] == created[-1] and list(p) != created][:3]
+        also = f"; the config has {created[-1]} at {', '.join(elsewhere)}" if elsewhere else ""
+        logger.info("%s.%s: %s is new (the config has no such key); created as %s's merge_from_dict creates it%s",
+                    self.setting, key, new, self.system, also)
 
     def _apply_deletes(self, root: Mapping, overrides: Mapping[str, Any], written: set) -> dict[Path, Any]:
         """Empty every ``X`` of an ``X._delete_: true`` key (shallowest first). Returns {path: old value}."""

@@ -85,6 +85,20 @@ def test_check_names_the_option_with_the_overrides_suggestions(experiment: Path,
     assert main(["check", str(experiment), "--cfg-options", "optimizer.lr=0.01"]) == 0
 
 
+def test_an_option_mmcv_would_create_is_created_and_checked(experiment: Path, capsys, caplog) -> None:
+    """``Config.merge_from_dict`` creates missing dicts, so ``check`` and ``print-config`` accept such an option."""
+    option = "optimizer.paramwise_cfg.norm_decay_mult=0.0"
+    with caplog.at_level("INFO", logger="model_hub_mmdet"):
+        assert main(["check", str(experiment), "--cfg-options", option]) == 0
+    assert any("optimizer.paramwise_cfg is new" in r.getMessage() for r in caplog.records)
+    assert main(["print-config", str(experiment), "--cfg-options", option]) == 0
+    assert "paramwise_cfg=dict(norm_decay_mult=0.0)" in capsys.readouterr().out
+    assert main(["check", str(experiment), "--cfg-options", "optimizer_confg.grad_clip.max_norm=1"]) == 1
+    err = capsys.readouterr().err
+    assert ("--cfg-options optimizer_confg.grad_clip.max_norm: optimizer_confg does not exist in the config;"
+            " closest: optimizer_config") in err
+
+
 def test_check_and_print_config_take_a_config_file(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["check", FASTER, "--cfg-options", "optimizer.lr=0.01"]) == 0

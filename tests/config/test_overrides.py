@@ -205,12 +205,53 @@ def test_missing_parent_suggests_close_spellings(cfg) -> None:
     assert "closest: model.roi_head.bbox_head" in msg
 
 
-def test_missing_parent_without_close_keys_lists_the_keys_there(cfg) -> None:
-    msg = _error(cfg, {"optimizer_config.zzzz.qqq": 1})
+def test_missing_parent_without_a_close_sibling_is_created_as_mmcv_does(cfg, caplog) -> None:
+    """Never stricter than mmcv: its Config.merge_from_dict creates missing intermediate dicts (issue 29)."""
+    from mmcv import Config
+
+    reference = copy.deepcopy(cfg)
+    reference.merge_from_dict({"optimizer_config.zzzz.qqq": 1, "optimizer.paramwise_cfg.norm_decay_mult": 0.0})
+    with caplog.at_level("INFO", logger="model_hub_mmdet"):
+        apply_overrides(cfg, {"optimizer_config.zzzz.qqq": 1, "optimizer.paramwise_cfg.norm_decay_mult": 0.0})
+    assert isinstance(reference, Config) and cfg._cfg_dict.to_dict() == reference._cfg_dict.to_dict()
+    assert cfg.optimizer.paramwise_cfg.norm_decay_mult == 0.0 and cfg.optimizer_config.zzzz.qqq == 1
+    lines = [r.getMessage() for r in caplog.records if "is new" in r.getMessage()]
+    assert lines == [
+        "override_mmdet_config.optimizer_config.zzzz.qqq: optimizer_config.zzzz is new (the config has no such key);"
+        " created as mmcv's merge_from_dict creates it",
+        "override_mmdet_config.optimizer.paramwise_cfg.norm_decay_mult: optimizer.paramwise_cfg is new (the config"
+        " has no such key); created as mmcv's merge_from_dict creates it",
+    ]
+
+
+def test_a_new_leaf_is_named_once_and_a_known_key_not_at_all(cfg, caplog) -> None:
+    with caplog.at_level("INFO", logger="model_hub_mmdet"):
+        apply_overrides(cfg, {"optimizer.lr": 0.1, "optimizer.nesterov": True, "data.train.pipeline.2.keep_ratio": 0})
+    assert [r.getMessage() for r in caplog.records if "is new" in r.getMessage()] == [
+        "override_mmdet_config.optimizer.nesterov: optimizer.nesterov is new (the config has no such key); created as"
+        " mmcv's merge_from_dict creates it"
+    ]
+
+
+def test_a_created_paramwise_cfg_reaches_mmcvs_optimizer(cfg) -> None:
+    """The created dict is what mmcv's optimizer constructor reads: no weight decay on the norm layers."""
+    import torch
+    from mmcv.runner import build_optimizer
+
+    apply_overrides(cfg, {"optimizer.paramwise_cfg.norm_decay_mult": 0.0})
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    groups = build_optimizer(model, cfg.optimizer).param_groups
+    assert [g["weight_decay"] for g in groups] == [0.0001, 0.0001, 0.0, 0.0]  # conv w, b; bn w, b
+
+
+def test_a_typo_of_a_missing_parent_is_still_refused_with_a_suggestion(cfg, caplog) -> None:
+    with caplog.at_level("INFO", logger="model_hub_mmdet"):
+        msg = _error(cfg, {"optimizer_config.grad_clp.max_norm": 1})
     assert msg == (
-        "override_mmdet_config.optimizer_config.zzzz.qqq: optimizer_config.zzzz does not exist in the config;"
-        " keys at optimizer_config: grad_clip"
+        "override_mmdet_config.optimizer_config.grad_clp.max_norm: optimizer_config.grad_clp does not exist in the"
+        " config; closest: optimizer_config.grad_clip"
     )
+    assert not [r for r in caplog.records if "is new" in r.getMessage()]
 
 
 def test_out_of_range_index_names_the_length(cfg) -> None:
