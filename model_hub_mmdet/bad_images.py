@@ -165,6 +165,30 @@ class BadImageTracker:
             )
 
 
+def diagnose(read: Callable[[], bytes], decode: Callable[[bytes], Any], where: str) -> str | None:
+    """Why an image cannot be loaded, or None when it can: ``read()`` gets its bytes through the generation's
+    storage backend, ``decode(data)`` returns the image or None; ``where`` names the settings that build the path
+    (for the file-not-found hint)."""
+    try:
+        data = read()
+    except DataError as err:  # the object-store backends: names bucket and key, retries already spent
+        return str(err)
+    except FileNotFoundError:
+        return f"file not found; check {where} and the annotation file's file_name"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    size = len(data or b"")
+    if size == 0:
+        return "the file is empty (0 bytes); replace it or remove it from the annotation file"
+    try:
+        img = decode(data)
+    except Exception:  # OpenCV/Pillow decoders raise assorted errors on garbage
+        img = None
+    if img is None:
+        return f"not a decodable image ({size} bytes: truncated, or not an image file); replace or remove it"
+    return None
+
+
 def skipped_samples(batch: Any) -> int:
     """How many samples of this batch stand in for (training) or left out (validation) unreadable images.
     The trial reports it as the ``skipped_samples`` training metric."""

@@ -93,6 +93,22 @@ def check(registry: Iterable[Patch]) -> None:
             )
 
 
+_applied: set[int] = set()  # id() of each registry applied in this process
+
+
+def apply(registry: tuple[Patch, ...], first: Iterable[Callable[[], Any]] = ()) -> None:
+    """Run ``first`` (fixes for what the checks' own imports trigger), check every patch of ``registry``, then
+    apply each; once per registry and process (idempotent)."""
+    if id(registry) in _applied:
+        return
+    for fix in first:
+        fix()
+    check(registry)
+    for patch in registry:
+        patch.apply()
+    _applied.add(id(registry))
+
+
 # ------------------------------------------------------------------------------------ torch and numpy fixes
 _NUMPY_ALIASES = {"int": int, "float": float, "bool": bool, "object": object, "str": str, "long": int}
 

@@ -170,20 +170,9 @@ def check(registry: Iterable[Patch] = REGISTRY) -> None:
     patch_registry.check(registry)
 
 
-_applied = False
-
-
 def apply() -> None:
     """Check every patch, then apply them all once (idempotent)."""
-    global _applied
-    if _applied:
-        return
-    # The checks import mmcv and mmdet: their import-time noise is dealt with first.
-    restore_numpy_aliases()
-    silence_mmcv_banner()
-    silence_cpp_extension_cuda_notice()
-    keep_root_log_handlers()  # before mmdet's modules are imported: some call mmcv's get_logger at import
-    check()
-    for patch in REGISTRY:
-        patch.apply()
-    _applied = True
+    # The checks import mmcv and mmdet: their import-time noise is dealt with first; mmcv's logger registry before
+    # mmdet's modules are imported, as some call mmcv's get_logger at import.
+    patch_registry.apply(REGISTRY, first=(restore_numpy_aliases, silence_mmcv_banner,
+                                          silence_cpp_extension_cuda_notice, keep_root_log_handlers))

@@ -5,6 +5,8 @@
   (class-level, so pipelines built before it are covered) so that a failure the file explains becomes a
   :class:`~model_hub_mmdet.bad_images.BadImageError` naming the file and why, which the ``data.bad_images``
   policy acts on (:mod:`model_hub_mmdet.sampling`). A successful load costs nothing extra.
+* Every error raised in place of mmdet's or mmcv's is also of the type they raised (``AssertionError``,
+  ``FileNotFoundError``, ...: :func:`~model_hub_mmdet.error_types.keeping`): never stricter than MMDetection.
 * ``CocoDataset.load_data_list`` fails on a missing, non-JSON or non-COCO file with pycocotools' traceback, and
   mmengine on a file without images (or none left of the dataset's classes) deep in its serialisation;
   :func:`install_annotation_check` names the file and the problem in one :class:`DataError` line.
@@ -19,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from model_hub_mmdet import bad_images
 from model_hub_mmdet.bad_images import BadImageError
+from model_hub_mmdet.error_types import keeping
 from model_hub_mmdet.errors import DataError, UserError
 from model_hub_mmdet.patch_registry import wrap_method
 
@@ -29,23 +33,9 @@ def diagnose_image(filename: str, backend_args: Mapping | None = None) -> str | 
     import mmcv
     from mmengine import fileio
 
-    try:
-        data = fileio.get(filename, backend_args=dict(backend_args) if backend_args else None)
-    except DataError as err:  # the object-store backends: names bucket and key, retries already spent
-        return str(err)
-    except FileNotFoundError:
-        return "file not found; check data_root/data_prefix and the annotation file's file_name"
-    except OSError as err:
-        return f"cannot be read ({err.strerror or err})"
-    if not data:
-        return "the file is empty (0 bytes); replace it or remove it from the annotation file"
-    try:
-        img = mmcv.imfrombytes(data)
-    except Exception:  # OpenCV/Pillow decoders raise assorted errors on garbage
-        img = None
-    if img is None:
-        return f"not a decodable image ({len(data)} bytes); replace it or remove it from the annotation file"
-    return None
+    args = dict(backend_args) if backend_args else None
+    return bad_images.diagnose(lambda: fileio.get(filename, backend_args=args), mmcv.imfrombytes,
+                               "data_root/data_prefix")
 
 
 def _checked_transform(original: Any) -> Any:
@@ -61,7 +51,7 @@ def _checked_transform(original: Any) -> Any:
             reason = diagnose_image(str(filename), getattr(self, "backend_args", None))
             if reason is None:  # the file is fine: a bug elsewhere in the step, not bad data
                 raise
-            raise BadImageError(str(filename), reason) from err
+            raise keeping(BadImageError, err, str(filename), reason) from err
 
     return transform
 
@@ -106,8 +96,10 @@ def _checked_load(original: Any) -> Any:
         except Exception as err:
             reason = diagnose_annotations(str(self.ann_file), getattr(self, "backend_args", None))
             detail = reason or f"cannot be loaded by {type(self).__name__} ({type(err).__name__}: {err})"
-            raise DataError(f"{self.ann_file}: {detail}") from err
-        if not data_list:  # mmengine would fail in np.concatenate while serialising the empty list
+            raise keeping(DataError, err, f"{self.ann_file}: {detail}") from err
+        # mmengine fails in np.concatenate (a ValueError, as DataError is) serialising an empty list; unserialised,
+        # an empty dataset is mmdet's to accept.
+        if not data_list and getattr(self, "serialize_data", True):
             raise DataError(f"{self.ann_file}: holds no images; check that it is the annotation file you meant")
         return data_list
 
@@ -117,7 +109,7 @@ def _checked_load(original: Any) -> Any:
 def _checked_filter(original: Any) -> Any:
     def filter_data(self: Any) -> Any:
         data_list = original(self)
-        if not data_list and not self.test_mode:
+        if not data_list and not self.test_mode and getattr(self, "serialize_data", True):
             classes = ", ".join(map(str, (self.metainfo or {}).get("classes") or ()))
             raise DataError(
                 f"{self.ann_file}: none of its images has an annotation of the dataset's classes ({classes}), and"

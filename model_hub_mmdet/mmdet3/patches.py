@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import warnings
 
+from model_hub_mmdet import patch_registry
 from model_hub_mmdet.patch_registry import (
     Patch,
     RaggedArrayNumpy,
@@ -139,18 +140,7 @@ def check() -> None:
     check_registry(REGISTRY)
 
 
-_applied = False
-
-
 def apply() -> None:
     """Check every patch, then apply them all once (idempotent)."""
-    global _applied
-    if _applied:
-        return
     # The checks import mmcv and mmdet: their import-time noise is dealt with first.
-    restore_numpy_aliases()
-    silence_cpp_extension_cuda_notice()
-    check()
-    for patch in REGISTRY:
-        patch.apply()
-    _applied = True
+    patch_registry.apply(REGISTRY, first=(restore_numpy_aliases, silence_cpp_extension_cuda_notice))

@@ -7,7 +7,9 @@ nothing; a zero-byte file fails inside OpenCV, a missing file with a bare ``File
 not override ``__call__`` are covered): a successful load costs nothing extra, and a failed one is diagnosed
 (missing, empty, undecodable, or the storage backend's own :class:`~model_hub_mmdet.errors.DataError`, which
 names bucket and key) and raised as :class:`BadImageError`. A failure the file does not explain (the bytes decode
-fine) is re-raised unchanged, so bugs elsewhere in the step are not mistaken for bad data.
+fine) is re-raised unchanged, so bugs elsewhere in the step are not mistaken for bad data. The error is also of the
+type the step raised (``FileNotFoundError``, ``AttributeError``, ...: :func:`~model_hub_mmdet.error_types.keeping`),
+so code that caught mmdet's error still catches it.
 
 What a bad image does to a run is :class:`BadImagePolicy`, read from the experiment's ``data.bad_images``::
 
@@ -23,7 +25,9 @@ import os.path as osp
 from collections.abc import Mapping
 from typing import Any
 
+from model_hub_mmdet import bad_images
 from model_hub_mmdet.bad_images import SETTING, BadImageError, BadImagePolicy
+from model_hub_mmdet.error_types import keeping
 from model_hub_mmdet.errors import DataError, UserError
 from model_hub_mmdet.mmdet2.datasets.patching import wrap_method
 
@@ -43,24 +47,9 @@ def diagnose(file_client: Any, filename: str, flag: str = "color", channel_order
     """Why ``filename`` cannot be loaded as an image through ``file_client``, or None when it can."""
     import mmcv
 
-    try:
-        data = file_client.get(filename)
-    except DataError as err:  # the object-store backends: names bucket and key, retries already spent
-        return str(err)
-    except FileNotFoundError:
-        return "file not found; check img_prefix/data_root and the annotation file's file_name"
-    except OSError as err:
-        return f"cannot be read ({err.strerror or err})"
-    size = len(data or b"")
-    if size == 0:
-        return "the file is empty (0 bytes); replace it or remove it from the annotation file"
-    try:
-        img = mmcv.imfrombytes(data, flag=flag, channel_order=channel_order)
-    except Exception:  # OpenCV/Pillow decoders raise assorted errors on garbage
-        img = None
-    if img is None:
-        return f"not a decodable image ({size} bytes: truncated, or not an image file); replace or remove it"
-    return None
+    return bad_images.diagnose(lambda: file_client.get(filename),
+                               lambda data: mmcv.imfrombytes(data, flag=flag, channel_order=channel_order),
+                               "img_prefix/data_root")
 
 
 def _checked_call(original: Any) -> Any:
@@ -73,7 +62,7 @@ def _checked_call(original: Any) -> Any:
             if not isinstance(err, DataError):  # e.g. a ConfigError for the file client: not this image's fault
                 raise
             filename = image_path(results) or "?"
-            raise BadImageError(filename, str(err)) from err
+            raise keeping(BadImageError, err, filename, str(err)) from err
         except Exception as err:
             filename = image_path(results)
             client = getattr(self, "file_client", None)
@@ -82,7 +71,7 @@ def _checked_call(original: Any) -> Any:
             reason = diagnose(client, filename, self.color_type, self.channel_order)
             if reason is None:
                 raise  # the file is fine: the failure is somewhere else
-            raise BadImageError(filename, reason) from err
+            raise keeping(BadImageError, err, filename, reason) from err
 
     return __call__
 
