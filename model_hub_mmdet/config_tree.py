@@ -75,6 +75,38 @@ def key_paths(tree: Any, max_depth: int = 10, path: Path = ()) -> Iterator[Path]
         yield from key_paths(value, max_depth, path + (seg,))
 
 
+def dataset_configs(ds: Any) -> Iterator[Mapping]:
+    """``ds`` (a dataset config, or a list of them) and every dataset config wrapped inside it, outermost first:
+    ``RepeatDataset``, ``ClassBalancedDataset`` and ``MultiImageMixDataset`` hold one ``dataset``, ``ConcatDataset``
+    a list of ``datasets`` (in both generations)."""
+    if isinstance(ds, (list, tuple)):
+        for item in ds:
+            yield from dataset_configs(item)
+    elif isinstance(ds, Mapping):
+        yield ds
+        for key in ("dataset", "datasets"):
+            if key in ds:
+                yield from dataset_configs(ds[key])
+
+
+def annotated_dataset(ds: Any) -> Mapping:
+    """The dataset config inside ``ds`` that reads the annotations (the first with an ``ann_file``, which is where
+    the class names go), or else the innermost one ({} when there is none)."""
+    last: Mapping = ds if isinstance(ds, Mapping) else {}
+    for last in dataset_configs(ds):
+        if "ann_file" in last:
+            break
+    return last
+
+
+def mark_test_mode(datasets: Any) -> None:
+    """``test_mode=True`` on every dataset config in ``datasets`` that reads annotations, as mmdet's test tools set
+    it (wrappers such as ``RepeatDataset`` take no such argument)."""
+    for ds in dataset_configs(datasets):
+        if "ann_file" in ds:
+            ds["test_mode"] = True  # type: ignore[index]
+
+
 def lookup(node: Any, segs: Iterable[str]) -> Any:
     """The value at ``segs`` below ``node``, or :data:`MISSING`."""
     for seg in segs:

@@ -10,7 +10,7 @@ from typing import Callable
 
 from mmcv import Config, ConfigDict
 
-from model_hub_mmdet.mmdet2.config.walk import dataset_configs
+from model_hub_mmdet.config_tree import dataset_configs, mark_test_mode
 
 logger = logging.getLogger("model_hub_mmdet")
 
@@ -49,11 +49,8 @@ def finalize(cfg: Config) -> Config:
     for split in ("val", "test"):
         if split not in data:
             continue
+        mark_test_mode(data[split])
         for ds in dataset_configs(data[split]):
-            # Only datasets that read annotations take test_mode; wrappers (RepeatDataset,
-            # MultiImageMixDataset, ...) reject unknown arguments.
-            if "ann_file" in ds:
-                ds["test_mode"] = True
             if ds.get("pipeline"):
                 with warnings.catch_warnings():  # mmdet warns that it replaces; here that is the intent
                     warnings.simplefilter("ignore", UserWarning)

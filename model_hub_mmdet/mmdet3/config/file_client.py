@@ -15,10 +15,11 @@ from typing import Any
 
 from mmengine.config import ConfigDict
 
-from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.config_storage import URI_BACKENDS, as_dict, backend_of_uris, set_storage_args, storage_args
 from model_hub_mmdet.mmdet3.config.walk import dicts, type_name
-from model_hub_mmdet.redact import redact
-from model_hub_mmdet.storage.base import normalize_file_client_args
+
+__all__ = ["EVALUATORS", "LOADING_STEPS", "URI_BACKENDS", "backend_args_of", "backend_from_uris", "dataset_nodes",
+           "loading_steps", "metric_nodes", "rename_file_client_args", "substitute_backend_args"]
 
 # Pipeline steps that read files through mmengine's file I/O (mmcv 2.1 and mmdet 3.3).
 LOADING_STEPS = frozenset(
@@ -32,23 +33,13 @@ LOADING_STEPS = frozenset(
     }
 )
 EVALUATORS = ("val_evaluator", "test_evaluator")
-URI_BACKENDS = {"s3://": "s3", "gs://": "gcs", "gcs://": "gcs"}
-
-
-def _as_dict(cfg: Any) -> Mapping:
-    return getattr(cfg, "_cfg_dict", cfg)
 
 
 def backend_args_of(file_client_args: Mapping | None) -> dict | None:
     """``data.file_client_args`` as mmengine's ``backend_args`` (``disk`` is mmengine's local backend: None)."""
-    if not file_client_args:
+    args = storage_args(file_client_args)
+    if args is None:
         return None
-    if not isinstance(file_client_args, Mapping) or "backend" not in file_client_args:
-        raise ConfigError(
-            f"data.file_client_args must be a mapping with a 'backend' key (e.g. {{backend: s3, bucket_name: b}}),"
-            f" got {redact(file_client_args)!r}"  # the rest may hold credentials
-        )
-    args = normalize_file_client_args(copy.deepcopy(dict(file_client_args)))
     if args.get("backend") in ("disk", "local") and len(args) == 1:
         return None
     if args.get("backend") == "disk":
@@ -59,12 +50,12 @@ def backend_args_of(file_client_args: Mapping | None) -> dict | None:
 def loading_steps(cfg: Any) -> list[tuple[tuple[str, ...], MutableMapping]]:
     """Every (path, step) of a file-loading pipeline step anywhere in the config (dataloaders, the top-level
     ``train_pipeline`` copies, hooks' ``switch_pipeline``)."""
-    return [(p, n) for p, n in dicts(_as_dict(cfg)) if type_name(n) in LOADING_STEPS]  # type: ignore[misc]
+    return [(p, n) for p, n in dicts(as_dict(cfg)) if type_name(n) in LOADING_STEPS]  # type: ignore[misc]
 
 
 def dataset_nodes(cfg: Any) -> list[tuple[tuple[str, ...], MutableMapping]]:
     """Every dataset config that reads an ``ann_file`` outside the evaluators."""
-    return [(p, n) for p, n in dicts(_as_dict(cfg))  # type: ignore[misc]
+    return [(p, n) for p, n in dicts(as_dict(cfg))  # type: ignore[misc]
             if "ann_file" in n and "type" in n and p[:1] and p[0] not in EVALUATORS]
 
 
@@ -74,7 +65,7 @@ def metric_nodes(cfg: Any) -> list[tuple[tuple[str, ...], MutableMapping]]:
 
     found = []
     for key in EVALUATORS:
-        for path, node in dicts(_as_dict(cfg).get(key) or {}, (key,)):
+        for path, node in dicts(as_dict(cfg).get(key) or {}, (key,)):
             cls = METRICS.get(node.get("type")) if isinstance(node.get("type"), str) else None
             if cls is not None and "backend_args" in inspect.signature(cls.__init__).parameters:
                 found.append((path, node))
@@ -85,7 +76,7 @@ def rename_file_client_args(cfg: Any) -> int:
     """Rename every ``file_client_args`` left in the config to ``backend_args`` (mmdet 3.x refuses the old name).
     Returns how many were renamed."""
     count = 0
-    for _, node in dicts(_as_dict(cfg)):
+    for _, node in dicts(as_dict(cfg)):
         if "file_client_args" in node:
             old = node.pop("file_client_args")  # type: ignore[attr-defined]
             node["backend_args"] = ConfigDict(backend_args_of(old)) if backend_args_of(old) else None  # type: ignore
@@ -103,18 +94,9 @@ def substitute_backend_args(
     rename_file_client_args(cfg)
     if args is None:
         return 0
-
-    def kept(path: tuple) -> bool:
-        target = path + ("backend_args",)
-        return any(k[: len(target)] == target for k in keep)
-
-    count = 0
-    for path, node in loading_steps(cfg) + dataset_nodes(cfg) + metric_nodes(cfg):
-        if kept(path):
-            continue
-        node["backend_args"] = ConfigDict(copy.deepcopy(args))
-        count += 1
-    root = _as_dict(cfg)
+    nodes = loading_steps(cfg) + dataset_nodes(cfg) + metric_nodes(cfg)
+    count = set_storage_args(nodes, "backend_args", args, keep, ConfigDict)
+    root = as_dict(cfg)
     if ("backend_args",) not in keep:
         root["backend_args"] = ConfigDict(copy.deepcopy(args))  # type: ignore[index]
     return count
@@ -123,13 +105,9 @@ def substitute_backend_args(
 def backend_from_uris(cfg: Any) -> dict | None:
     """``{backend: s3|gcs}`` when the datasets' ``data_root``/``ann_file``/``data_prefix`` are object-store URIs and
     the experiment gave no ``data.file_client_args`` (``data_root: s3://bucket/coco/`` alone then works)."""
+    values: list[Any] = []
     for _, node in dataset_nodes(cfg):
-        values = [node.get("data_root"), node.get("ann_file")]
         prefix = node.get("data_prefix")
-        if isinstance(prefix, Mapping):
-            values += list(prefix.values())
-        for value in values:
-            for scheme, backend in URI_BACKENDS.items():
-                if isinstance(value, str) and value.startswith(scheme):
-                    return {"backend": backend}
-    return None
+        values += [node.get("data_root"), node.get("ann_file")]
+        values += list(prefix.values()) if isinstance(prefix, Mapping) else []
+    return backend_of_uris(values)

@@ -8,8 +8,8 @@ from typing import Any
 
 from mmengine.config import Config
 
+from model_hub_mmdet.config_tree import mark_test_mode
 from model_hub_mmdet.errors import ConfigError
-from model_hub_mmdet.mmdet3.config.walk import dataset_configs
 
 logger = logging.getLogger("model_hub_mmdet")
 
@@ -32,11 +32,8 @@ def finalize(cfg: Config, batch_size: int | None = None) -> Config:
     cfg.setdefault("default_scope", "mmdet")
     for split in ("val", "test"):
         loader = cfg.get(f"{split}_dataloader")
-        if not isinstance(loader, Mapping):
-            continue
-        for ds in dataset_configs(loader.get("dataset")):
-            if "ann_file" in ds:
-                ds["test_mode"] = True
+        if isinstance(loader, Mapping):
+            mark_test_mode(loader.get("dataset"))
     if batch_size is not None and isinstance(cfg.get("train_dataloader"), Mapping):
         cfg.train_dataloader.batch_size = batch_size
     return cfg

@@ -8,10 +8,9 @@ Paths and the generic walks are the core's (:mod:`model_hub_mmdet.config_tree`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Mapping
 
-from model_hub_mmdet.config_tree import children, dicts, key_paths
+from model_hub_mmdet.config_tree import annotated_dataset, children, dataset_configs, dicts, key_paths
 
 __all__ = ["SPLITS", "annotated_dataset", "children", "dataset_configs", "dicts", "key_paths", "split_dataset",
            "type_name"]
@@ -23,28 +22,6 @@ def type_name(node: Mapping) -> str:
     """A node's ``type`` without a registry scope (``mmdet.LoadImageFromFile`` -> ``LoadImageFromFile``)."""
     kind = node.get("type")
     return kind.rsplit(".", 1)[-1] if isinstance(kind, str) else ""
-
-
-def dataset_configs(ds: Any) -> Iterator[Mapping]:
-    """``ds`` (a dataset config, or a list of them) and every dataset config wrapped inside it, outermost first."""
-    if isinstance(ds, (list, tuple)):
-        for item in ds:
-            yield from dataset_configs(item)
-    elif isinstance(ds, Mapping):
-        yield ds
-        for key in ("dataset", "datasets"):
-            if key in ds:
-                yield from dataset_configs(ds[key])
-
-
-def annotated_dataset(ds: Any) -> Mapping:
-    """The dataset config inside ``ds`` that reads the annotations (the first with an ``ann_file``), or else the
-    innermost one."""
-    last: Mapping = ds if isinstance(ds, Mapping) else {}
-    for last in dataset_configs(ds):
-        if "ann_file" in last:
-            break
-    return last
 
 
 def split_dataset(cfg: Mapping, split: str) -> Mapping:
