@@ -5,6 +5,13 @@ One MMDetection generation per environment, chosen by extra: `pip install -e .[m
 """
 from setuptools import find_packages, setup
 
+# What mmdet imports for its own dataset types, both generations. LVIS: lvis 0.5.3 (it uses np.float, which the
+# generations' patches restore under numpy 2). COCO panoptic's panopticapi is not here: PyPI's panopticapi-lite
+# pins numpy<2 in its metadata (its code runs on numpy 2), so scripts/install.sh and startup-hook.sh install it
+# with --no-deps, and `check` names the command where it is missing. Cityscapes' cityscapesscripts (only for the
+# Cityscapes metric) is left to the user; `check` names its install command too.
+DATASET_LIBRARIES = ["lvis==0.5.3"]
+
 setup(
     name="model_hub_mmdet",
     version="0.1.0",
@@ -34,12 +41,14 @@ setup(
             "mmcv-full>=1.7.2,<1.8",
             "mmdet==2.28.2",
             "yapf==0.40.1",  # mmcv 1.7 Config.pretty_text passes verify=True, which newer yapf rejects
+            *DATASET_LIBRARIES,
         ],
         "mmdet3": [
             # Nor has mmcv 2.x: scripts/install.sh builds 2.1.0. mmdet 3.3 asserts 2.0.0rc4 <= mmcv < 2.2.0.
             "mmcv>=2.0.0rc4,<2.2.0",
             "mmengine==0.10.7",
             "mmdet==3.3.0",
+            *DATASET_LIBRARIES,
         ],
         "test": [
             "pytest>=8",

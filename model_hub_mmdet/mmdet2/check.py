@@ -1,20 +1,21 @@
 """``model-hub-mmdet check``'s MMDetection 2.x part: the config as the trial builds it, and what it implies.
 
 The core (:mod:`model_hub_mmdet.tools.check`) checks the experiment file and calls these; each returns its
-problems (one line each, naming the key or file).
+problems (one line each, naming the key or file). What both generations share is in
+:mod:`model_hub_mmdet.check_shared`; this module is the 2.x hook for each.
 """
 
 from __future__ import annotations
 
-import copy
-import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from model_hub_mmdet.errors import UserError
+from model_hub_mmdet import check_shared
+from model_hub_mmdet.check_shared import AnnotationFindings
 from model_hub_mmdet.expconf import section, trainer_plan
+from model_hub_mmdet.metric_names import MetricNames
 
 MASK_DETECTORS = {"SOLO", "SOLOv2", "CondInst", "YOLACT", "QueryInst", "MaskFormer", "Mask2Former", "PanopticFPN",
                   "SCNet"}
@@ -22,20 +23,9 @@ MASK_DETECTORS = {"SOLO", "SOLOv2", "CondInst", "YOLACT", "QueryInst", "MaskForm
 
 def override_problems(hparams: Mapping[str, Any], context_dir: Path) -> list[str]:
     """Every ``override_mmdet_config`` key applied on its own, so every bad key is reported, not only the first."""
-    from model_hub_mmdet.mmdet2.config import apply_overrides, load_config, merge_config_file, resolve_config_path
+    from model_hub_mmdet.mmdet2 import config
 
-    base = load_config(resolve_config_path(hparams["config_file"], context_dir))
-    if hparams.get("merge_config"):
-        base = merge_config_file(base, resolve_config_path(hparams["merge_config"], context_dir, key="merge_config"))
-    overrides = hparams.get("override_mmdet_config") or {}
-    problems = []
-    for key, value in overrides.items():
-        deletes = {k: v for k, v in overrides.items() if str(k).endswith("._delete_") and k != key}
-        try:
-            apply_overrides(copy.deepcopy(base), {**deletes, key: value})
-        except UserError as err:
-            problems.append(str(err))
-    return problems
+    return check_shared.override_problems(hparams, context_dir, config)
 
 
 def build_config(hparams: Mapping[str, Any], conf: Mapping[str, Any], context_dir: Path) -> Any:
@@ -49,21 +39,16 @@ def build_config(hparams: Mapping[str, Any], conf: Mapping[str, Any], context_di
 
 def storage_problems(conf: Mapping[str, Any]) -> list[str]:
     """``data.file_client_args.backend`` must be a registered FileClient backend."""
-    file_client_args = section(conf, "data").get("file_client_args")
-    if not file_client_args:
-        return []
-    from mmcv import FileClient
 
-    from model_hub_mmdet.mmdet2 import fileio
+    def registered() -> list[str]:
+        from mmcv import FileClient
 
-    fileio.register()
-    backend = file_client_args.get("backend") if isinstance(file_client_args, Mapping) else None
-    if backend in FileClient._backends:
-        return []
-    return [
-        f"data.file_client_args.backend {backend!r} is not a registered storage backend"
-        f" (available: {', '.join(sorted(FileClient._backends))})"
-    ]
+        from model_hub_mmdet.mmdet2 import fileio
+
+        fileio.register()
+        return list(FileClient._backends)
+
+    return check_shared.storage_problems(conf, registered)
 
 
 def trainer_problems(conf: Mapping[str, Any], cfg: Any) -> list[str]:
@@ -84,29 +69,29 @@ def trainer_problems(conf: Mapping[str, Any], cfg: Any) -> list[str]:
     return problems
 
 
+def produced_metrics(cfg: Any) -> MetricNames:
+    """The names the validation dataset's ``evaluate`` reports for ``cfg.evaluation``."""
+    from model_hub_mmdet.mmdet2.config import split_evaluation_cfg
+    from model_hub_mmdet.mmdet2.evaluation import metric_names
+
+    return metric_names(split_evaluation_cfg(cfg.get("evaluation"))[0], cfg.data.get("val") or None)
+
+
 def metric_problems(conf: Mapping[str, Any], cfg: Any) -> list[str]:
     """The searcher's metric is one the evaluation produces; segm needs a mask head."""
     from model_hub_mmdet.mmdet2.config import split_evaluation_cfg
-    from model_hub_mmdet.mmdet2.evaluation import expected_metric_names
 
-    metric_kwargs, _ = split_evaluation_cfg(cfg.get("evaluation"))
-    produced = expected_metric_names(metric_kwargs)
-    problems = []
-    if "segm" in str(metric_kwargs.get("metric")) and not _has_mask_head(cfg.model):
-        problems.append(f"evaluation.metric asks for segm but {cfg.model.type} has no mask head")
-    metric = section(conf, "searcher").get("metric")
-    if metric and metric not in produced:
-        problems.append(
-            f"searcher.metric {metric!r} is not produced by this config's evaluation"
-            f" (it produces {', '.join(produced)})"
-        )
-    return problems
+    metric = split_evaluation_cfg(cfg.get("evaluation"))[0].get("metric")
+    segm = "segm" in str(metric) and not check_shared.has_mask_head(cfg.model, MASK_DETECTORS)
+    line = f"evaluation.metric asks for segm but {cfg.model.type} has no mask head" if segm else None
+    return check_shared.metric_problems(conf, produced_metrics(cfg), "evaluation", line)
 
 
 def annotation_problems(cfg: Any, conf: Mapping[str, Any], context_dir: Path) -> list[str]:
-    """What MMDetection cannot train on in the COCO annotation files of the train/val/test datasets that are on
-    this machine (files in a bucket are checked when the trial starts)."""
-    return _inspect_annotations(cfg, conf, context_dir)[0]
+    """The libraries the datasets and evaluation need, then what MMDetection cannot train on in the annotation
+    files of the train/val/test datasets that are on this machine (files in a bucket are checked when the trial
+    starts): a COCO instances file by this package's checker, any other type by its dataset's own loader."""
+    return _library_problems(cfg) + _inspect_annotations(cfg, conf, context_dir)[0]
 
 
 def annotation_warnings(cfg: Any, conf: Mapping[str, Any], context_dir: Path) -> list[str]:
@@ -114,75 +99,100 @@ def annotation_warnings(cfg: Any, conf: Mapping[str, Any], context_dir: Path) ->
     return _inspect_annotations(cfg, conf, context_dir)[1]
 
 
-@functools.lru_cache(maxsize=4)
-def _inspect_cached(path: str, classes: tuple, filter_empty_gt: bool, test_mode: bool, mtime: float) -> Any:
-    from model_hub_mmdet.mmdet2.datasets.annotations import inspect_file
+def _library_problems(cfg: Any) -> list[str]:
+    from mmdet.datasets import DATASETS, CityscapesDataset, CocoPanopticDataset, LVISV05Dataset
 
-    return inspect_file(path, classes, filter_empty_gt=filter_empty_gt, test_mode=test_mode)
-
-
-def _inspect_annotations(cfg: Any, conf: Mapping[str, Any], context_dir: Path) -> tuple[list[str], list[str]]:
-    from mmdet.datasets import DATASETS, CocoDataset
-
+    from model_hub_mmdet.mmdet2.config import split_evaluation_cfg
     from model_hub_mmdet.mmdet2.config.walk import annotated_dataset
 
-    backend = (section(conf, "data").get("file_client_args") or {}).get("backend")
-    if backend not in (None, "disk", "fake"):
-        return [], []
-    problems: list[str] = []
-    warnings: list[str] = []
-    seen: set[str] = set()
+    needs: dict[str, str] = {}
+    metric = split_evaluation_cfg(cfg.get("evaluation"))[0].get("metric")
     for split in ("train", "val", "test"):
         node = annotated_dataset(cfg.data.get(split) or {})
         kind = DATASETS.get(str(node.get("type"))) if isinstance(node, Mapping) else None
-        ann_file = node.get("ann_file") if isinstance(node, Mapping) else None
-        if not (isinstance(kind, type) and issubclass(kind, CocoDataset) and isinstance(ann_file, str)):
+        if not isinstance(kind, type):
             continue
-        path = ann_file if os.path.isabs(ann_file) else str(context_dir / ann_file)
-        if path in seen or not os.path.isfile(path):
-            continue
-        seen.add(path)
+        if issubclass(kind, CocoPanopticDataset):
+            needs.setdefault("panopticapi", kind.__name__)
+        if issubclass(kind, LVISV05Dataset):
+            needs.setdefault("lvis", kind.__name__)
+        if split == "val" and issubclass(kind, CityscapesDataset) and "cityscapes" in str(metric):
+            needs.setdefault("cityscapesscripts", "evaluation.metric 'cityscapes'")
+    return check_shared.missing_library_problems(needs)
+
+
+_FOUND: dict[tuple, tuple[list[str], list[str]]] = {}
+
+
+def _inspect_annotations(cfg: Any, conf: Mapping[str, Any], context_dir: Path) -> tuple[list[str], list[str]]:
+    from model_hub_mmdet.mmdet2.config.walk import annotated_dataset
+
+    nodes = [(split, annotated_dataset(cfg.data.get(split) or {})) for split in ("train", "val", "test")]
+    key = (repr(nodes), str(context_dir), repr(section(conf, "data").get("file_client_args")))
+    if key not in _FOUND:  # check asks for problems and warnings apart
+        _FOUND.clear()
+        _FOUND[key] = check_shared.inspect_annotations(
+            nodes, conf, context_dir, _path_of, lambda split, node, path: _inspect(split, node, path, context_dir))
+    return _FOUND[key]
+
+
+def _path_of(node: Mapping, context_dir: Path) -> str:
+    """Where mmdet reads ``ann_file`` from, the trial running in the context directory (``data_root`` first)."""
+    ann_file = node["ann_file"]
+    return ann_file if os.path.isabs(ann_file) else os.path.join(str(context_dir), node.get("data_root") or "",
+                                                                   ann_file)
+
+
+def _inspect(split: str, node: Mapping, path: str, context_dir: Path) -> AnnotationFindings:
+    """A COCO instances file (a dataset that loads with ``CocoDataset.load_annotations``) by this package's checker;
+    any other type (panoptic, LVIS, VOC XML, the middle format, a user's own) by its own loader, as mmdet loads it."""
+    from mmdet.datasets import DATASETS, CocoDataset
+
+    kind = DATASETS.get(str(node.get("type")))
+    if not isinstance(kind, type):
+        return AnnotationFindings()
+    loader = next((k for k in kind.__mro__ if "load_annotations" in vars(k)), None)
+    if loader is CocoDataset and os.path.isfile(path):
         classes = node.get("classes") or kind.CLASSES
-        report = _inspect_cached(path, tuple(classes) if not isinstance(classes, str) else classes,
-                                 bool(node.get("filter_empty_gt", True)), split != "train", os.path.getmtime(path))
-        problems += [f"{path}: {p}" for p in report.problems]
-        line = report.warning_line(path)
-        if line and not report.problems:
-            warnings.append(line)
-    return problems, warnings
+        from model_hub_mmdet.mmdet2.datasets.annotations import inspect_file
+
+        report = inspect_file(path, tuple(classes) if not isinstance(classes, str) else classes,
+                              filter_empty_gt=bool(node.get("filter_empty_gt", True)), test_mode=split != "train")
+        return AnnotationFindings([f"{path}: {p}" for p in report.problems], report.warning_line(path))
+    return _mmdet_load(split, node, path, kind, context_dir)
+
+
+def _mmdet_load(split: str, node: Mapping, path: str, kind: type, context_dir: Path) -> AnnotationFindings:
+    """Build the dataset as the trial does, without its pipeline: mmdet's own loading and filtering, nothing more."""
+    import contextlib
+    import copy
+    import io
+
+    from model_hub_mmdet.errors import UserError
+
+    args = {k: copy.deepcopy(v) for k, v in node.items() if k != "type"}
+    root = node.get("data_root") or ""
+    # Relative paths are the context directory's, where the trial runs.
+    args.update(pipeline=[], test_mode=split != "train", data_root=os.path.join(str(context_dir), root))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress
+            kind(**args)
+    except UserError as err:
+        return AnnotationFindings([str(err)])
+    except Exception as err:  # noqa: BLE001 - what mmdet's own load raises is what the trial would meet
+        return AnnotationFindings([check_shared.load_failure(path, kind.__name__, err)])
+    return AnnotationFindings()
 
 
 def summarize(cfg: Any) -> dict[str, Any]:
     """What ``check`` prints of the final config."""
-    from model_hub_mmdet.mmdet2.config import split_evaluation_cfg
-    from model_hub_mmdet.mmdet2.evaluation import expected_metric_names
+    from model_hub_mmdet.mmdet2.config.walk import annotated_dataset
 
-    optimizer = cfg.get("optimizer") or {}
     lr_config = cfg.get("lr_config") or {}
     warmup = lr_config.get("warmup")
     warmup = f", {warmup} warmup {lr_config.get('warmup_iters')} it" if warmup else ""
-    return {
-        "model": cfg.model.get("type"),
-        "backbone": (cfg.model.get("backbone") or {}).get("type"),
-        "dataset": (cfg.data.get("train") or {}).get("type"),
-        "classes": _classes_summary(cfg),
-        "optimizer": f"{optimizer.get('type')} lr={optimizer.get('lr')}",
-        "lr schedule": f"{lr_config.get('policy', 'constant')}{warmup}",
-        "metrics": ", ".join(expected_metric_names(split_evaluation_cfg(cfg.get("evaluation"))[0])),
-    }
-
-
-def _has_mask_head(model_cfg: Mapping) -> bool:
-    roi = model_cfg.get("roi_head") or {}
-    kind = str(model_cfg.get("type", ""))
-    return bool(roi.get("mask_head")) or "mask_head" in model_cfg or "Mask" in kind or kind in MASK_DETECTORS
-
-
-def _classes_summary(cfg: Any) -> str:
-    from model_hub_mmdet.mmdet2.config.walk import annotated_dataset
-
     train = annotated_dataset(cfg.data.get("train") or {})
-    classes = train.get("classes")
-    if classes:
-        return f"{len(classes)} ({', '.join(map(str, classes[:5]))}{', ...' if len(classes) > 5 else ''})"
-    return f"dataset default of {train.get('type')}"
+    classes = check_shared.classes_summary(train.get("classes"), train.get("type"))
+    return check_shared.config_summary(cfg.model, (cfg.data.get("train") or {}).get("type"), classes,
+                                       cfg.get("optimizer") or {}, f"{lr_config.get('policy', 'constant')}{warmup}",
+                                       produced_metrics(cfg))

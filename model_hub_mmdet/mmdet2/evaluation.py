@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import io
 import logging
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from mmdet.core import encode_mask_results
 
+from model_hub_mmdet import metric_names as rules
 from model_hub_mmdet.gather import PredictionGatherer
+from model_hub_mmdet.metric_names import MetricNames, numeric_metrics
 
 __all__ = ["PredictionGatherer", "encode_results", "evaluate_predictions", "evaluation_subset",
-           "expected_metric_names", "numeric_metrics"]
+           "expected_metric_names", "metric_names", "numeric_metrics"]
 logger = logging.getLogger("model_hub_mmdet")
-
-COCO_SUFFIXES = ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l")
-PANOPTIC_NAMES = ("PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", "RQ_st")
-
 
 def encode_results(results: Sequence[Any]) -> list[Any]:
     """RLE-encode the masks of a batch of detector outputs (bbox-only results pass through)."""
@@ -44,34 +41,88 @@ def encode_results(results: Sequence[Any]) -> list[Any]:
     return results
 
 
-def expected_metric_names(metric_kwargs: Mapping[str, Any]) -> list[str]:
-    """The metric names ``dataset.evaluate`` reports for these kwargs with non-empty results (COCO-style)."""
-    metrics = metric_kwargs.get("metric", "bbox")
-    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    items = metric_kwargs.get("metric_items")
-    names: list[str] = []
-    for metric in metrics:
-        if metric in ("bbox", "segm"):
-            suffixes = [i for i in items if not i.startswith("AR")] if items else COCO_SUFFIXES
-            names += [f"{metric}_{s}" for s in suffixes]
-        elif metric in ("proposal", "proposal_fast"):
-            names += list(items) if items else ["AR@100", "AR@300", "AR@1000"]
-        elif metric == "PQ":
-            names += list(PANOPTIC_NAMES)
-        else:
-            names.append(metric)
-    return names
+def metric_names(metric_kwargs: Mapping[str, Any], dataset: Any = None) -> MetricNames:
+    """What ``dataset.evaluate(results, **metric_kwargs)`` reports, read from the ``evaluate`` the dataset's class
+    runs: its signature's defaults under ``metric_kwargs``, then the rule of :mod:`model_hub_mmdet.metric_names`
+    that mirrors that method's code. ``dataset``: the validation dataset's config node (wrappers are looked
+    through), class or instance; None means ``CocoDataset``. A class with an ``evaluate`` of its own (a user's) is
+    :attr:`MetricNames.unknown`: its names are known after the first validation."""
+    cls = _dataset_class(dataset)
+    if cls is None:
+        kind = dataset.get("type") if isinstance(dataset, Mapping) else type(dataset).__name__
+        return MetricNames(unknown=[f"dataset type {kind}"], unknown_prefixes=[""])
+    owner = next((k for k in cls.__mro__ if "evaluate" in vars(k)), cls)
+    rule = _RULES.get(f"{owner.__module__}.{owner.__qualname__}")
+    if rule is None:
+        return MetricNames(unknown=[f"{owner.__qualname__}.evaluate"], unknown_prefixes=[""])
+    params = inspect.signature(owner.evaluate).parameters
+    kwargs = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    kwargs.update(metric_kwargs)
+    return MetricNames(names=rule(kwargs))
 
 
-def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Keep only finite numbers (drops e.g. ``bbox_mAP_copypaste`` strings and per-class tables)."""
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value):
-            out[str(key)] = float(value)
-    return out
+def expected_metric_names(metric_kwargs: Mapping[str, Any], dataset: Any = None) -> list[str]:
+    """The names ``dataset.evaluate`` reports for these kwargs (:func:`metric_names`; ``init`` and ``check`` use
+    it); empty when the dataset's own ``evaluate`` decides them."""
+    return metric_names(metric_kwargs, dataset).names
+
+
+def _dataset_class(dataset: Any) -> type | None:
+    from mmdet.datasets import DATASETS, CocoDataset
+
+    if dataset is None:
+        return CocoDataset
+    if isinstance(dataset, type):
+        return dataset
+    if isinstance(dataset, Mapping):
+        from model_hub_mmdet.mmdet2.config.walk import annotated_dataset
+
+        kind = annotated_dataset(dataset).get("type")
+        found = DATASETS.get(kind) if isinstance(kind, str) else kind
+        return found if isinstance(found, type) else None
+    return type(dataset)
+
+
+def _coco(kw: Mapping[str, Any]) -> list[str]:
+    return rules.coco_keys(kw.get("metric"), kw.get("metric_items"), kw.get("proposal_nums", rules.PROPOSAL_NUMS),
+                           sticky_items=True)
+
+
+def _voc(kw: Mapping[str, Any]) -> list[str]:
+    return rules.voc_keys(kw.get("metric"), kw.get("iou_thr"), kw.get("proposal_nums", rules.PROPOSAL_NUMS))
+
+
+def _panoptic(kw: Mapping[str, Any]) -> list[str]:
+    coco = {"items": kw.get("metric_items"), "proposal_nums": kw.get("proposal_nums", rules.PROPOSAL_NUMS)}
+    return rules.panoptic_keys(kw.get("metric"), coco=coco)
+
+
+def _lvis(kw: Mapping[str, Any]) -> list[str]:
+    return rules.lvis_keys(kw.get("metric"), None, kw.get("proposal_nums", rules.PROPOSAL_NUMS), with_items=False)
+
+
+def _cityscapes(kw: Mapping[str, Any]) -> list[str]:
+    metrics = rules.as_list(kw.get("metric"))
+    rest = [m for m in metrics if m != "cityscapes"]
+    coco = rules.coco_keys(rest, None, kw.get("proposal_nums", rules.PROPOSAL_NUMS), sticky_items=True) if rest else []
+    return (["mAP", "AP@50"] if "cityscapes" in metrics else []) + coco
+
+
+def _occluded(kw: Mapping[str, Any]) -> list[str]:
+    return (_coco(kw) if rules.as_list(kw.get("metric")) else []) + ["occluded_recall", "separated_recall"]
+
+
+# The class that defines ``evaluate`` -> the rule that mirrors it (mmdet 2.28's own evaluators).
+_RULES: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
+    "mmdet.datasets.coco.CocoDataset": _coco,
+    "mmdet.datasets.custom.CustomDataset": _voc,
+    "mmdet.datasets.voc.VOCDataset": _voc,
+    "mmdet.datasets.openimages.OpenImagesDataset": lambda kw: rules.voc_keys("mAP", kw.get("iou_thr")),
+    "mmdet.datasets.coco_panoptic.CocoPanopticDataset": _panoptic,
+    "mmdet.datasets.lvis.LVISV05Dataset": _lvis,
+    "mmdet.datasets.cityscapes.CityscapesDataset": _cityscapes,
+    "mmdet.datasets.coco_occluded.OccludedSeparatedCocoDataset": _occluded,
+}
 
 
 def evaluate_predictions(
@@ -87,7 +138,8 @@ def evaluate_predictions(
     metrics = numeric_metrics(raw)
     if not metrics:
         logger.warning("evaluation produced no metrics (no detections?); reporting 0.0 for each expected metric")
-        metrics = {name: 0.0 for name in expected_metric_names(metric_kwargs)}
+        dataset = getattr(evaluate, "__self__", None)
+        metrics = {name: 0.0 for name in expected_metric_names(metric_kwargs, dataset)}
     return metrics
 
 

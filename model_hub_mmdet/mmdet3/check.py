@@ -1,7 +1,8 @@
 """``model-hub-mmdet check``'s MMDetection 3.x part: the config as the trial builds it, and what it implies.
 
 The core (:mod:`model_hub_mmdet.tools.check`) checks the experiment file and calls these; each returns its
-problems (one line each, naming the key or file).
+problems (one line each, naming the key or file). What both generations share is in
+:mod:`model_hub_mmdet.check_shared`; this module is the 3.x hook for each.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from model_hub_mmdet import check_shared
+from model_hub_mmdet.check_shared import AnnotationFindings
 from model_hub_mmdet.errors import UserError
 from model_hub_mmdet.expconf import section, trainer_plan
+from model_hub_mmdet.metric_names import MetricNames
 
+# Detectors that predict masks whatever their heads say (RTMDet only with an ``Ins`` head).
 MASK_DETECTORS = {"SOLO", "SOLOv2", "CondInst", "BoxInst", "YOLACT", "QueryInst", "MaskFormer", "Mask2Former",
-                  "PanopticFPN", "SCNet", "RTMDet"}
+                  "PanopticFPN", "SCNet"}
 
 
 def _slots(conf: Mapping[str, Any]) -> int:
@@ -28,20 +33,9 @@ def _slots(conf: Mapping[str, Any]) -> int:
 
 def override_problems(hparams: Mapping[str, Any], context_dir: Path) -> list[str]:
     """Every ``override_mmdet_config`` key applied on its own, so every bad key is reported, not only the first."""
-    from model_hub_mmdet.mmdet3.config import apply_overrides, load_config, merge_config_file, resolve_config_path
+    from model_hub_mmdet.mmdet3 import config
 
-    base = load_config(resolve_config_path(hparams["config_file"], context_dir))
-    if hparams.get("merge_config"):
-        base = merge_config_file(base, resolve_config_path(hparams["merge_config"], context_dir, key="merge_config"))
-    overrides = hparams.get("override_mmdet_config") or {}
-    problems = []
-    for key, value in overrides.items():
-        deletes = {k: v for k, v in overrides.items() if str(k).endswith("._delete_") and k != key}
-        try:
-            apply_overrides(copy.deepcopy(base), {**deletes, key: value})
-        except UserError as err:
-            problems.append(str(err))
-    return problems
+    return check_shared.override_problems(hparams, context_dir, config)
 
 
 def build_config(hparams: Mapping[str, Any], conf: Mapping[str, Any], context_dir: Path) -> Any:
@@ -53,21 +47,16 @@ def build_config(hparams: Mapping[str, Any], conf: Mapping[str, Any], context_di
 
 def storage_problems(conf: Mapping[str, Any]) -> list[str]:
     """``data.file_client_args.backend`` must be a registered mmengine file I/O backend (or ``disk``)."""
-    file_client_args = section(conf, "data").get("file_client_args")
-    if not file_client_args:
-        return []
-    from mmengine.fileio.backends import backends
 
-    from model_hub_mmdet.mmdet3 import fileio
+    def registered() -> set[str]:
+        from mmengine.fileio.backends import backends
 
-    fileio.register()
-    backend = file_client_args.get("backend") if isinstance(file_client_args, Mapping) else None
-    if backend in backends or backend == "disk":
-        return []
-    return [
-        f"data.file_client_args.backend {backend!r} is not a registered storage backend"
-        f" (available: {', '.join(sorted(set(backends) | {'disk'}))})"
-    ]
+        from model_hub_mmdet.mmdet3 import fileio
+
+        fileio.register()
+        return set(backends) | {"disk"}
+
+    return check_shared.storage_problems(conf, registered)
 
 
 def trainer_problems(conf: Mapping[str, Any], cfg: Any) -> list[str]:
@@ -101,89 +90,103 @@ def find_unused_line() -> str:
             " no DDP arguments): train on one slot, or make every parameter take part in the loss")
 
 
+def produced_metrics(cfg: Any) -> MetricNames:
+    """The names the ``val_evaluator`` reports, each metric's ``prefix`` and keys."""
+    from model_hub_mmdet.mmdet3.evaluation import metric_names
+
+    return metric_names(cfg.get("val_evaluator"), _classes(cfg))
+
+
 def metric_problems(conf: Mapping[str, Any], cfg: Any) -> list[str]:
     """The searcher's metric is one the evaluation produces; segm needs a mask head."""
-    from model_hub_mmdet.mmdet3.evaluation import expected_metric_names
-
-    produced = expected_metric_names(cfg.get("val_evaluator"))
-    problems = []
-    if any(name.startswith("coco/segm") for name in produced) and not _has_mask_head(cfg.model):
-        problems.append(f"val_evaluator asks for segm but {cfg.model.type} has no mask head")
-    metric = section(conf, "searcher").get("metric")
-    if metric and produced and metric not in produced:
-        problems.append(
-            f"searcher.metric {metric!r} is not produced by this config's val_evaluator"
-            f" (it produces {', '.join(produced)})"
-        )
-    return problems
+    produced = produced_metrics(cfg)
+    segm = any(name.startswith("coco/segm") for name in produced.names) and not _has_mask_head(cfg.model)
+    line = f"val_evaluator asks for segm but {cfg.model.type} has no mask head" if segm else None
+    return check_shared.metric_problems(conf, produced, "val_evaluator", line)
 
 
 def annotation_problems(cfg: Any, conf: Mapping[str, Any], context_dir: Path) -> list[str]:
-    """The COCO annotation files of the train/val/test datasets that are on this machine load as the trial loads
-    them (mmdet's own ``CocoDataset`` with this package's checks: JSON, COCO sections, images, the dataset's
-    classes); files in a bucket are checked when the trial starts."""
-    from mmdet.datasets import CocoDataset
-    from mmdet.registry import DATASETS
-
+    """The libraries the datasets and metrics need, then the annotation files of the train/val/test datasets that
+    are on this machine, loaded as the trial loads them (the dataset's own class, with this package's checks for
+    COCO: JSON, COCO sections, images, the dataset's classes); files in a bucket are checked when the trial
+    starts."""
     from model_hub_mmdet.mmdet3.config.walk import SPLITS, annotated_dataset, split_dataset
 
-    backend = (section(conf, "data").get("file_client_args") or {}).get("backend")
-    if backend not in (None, "disk", "fake"):
-        return []
-    problems: list[str] = []
-    seen: set[tuple[str, bool]] = set()
-    for split in SPLITS:
-        node = annotated_dataset(split_dataset(cfg, split))
-        kind = DATASETS.get(str(node.get("type"))) if node.get("type") else None
-        ann_file = node.get("ann_file")
-        if not (isinstance(kind, type) and issubclass(kind, CocoDataset) and isinstance(ann_file, str)):
-            continue
-        root = node.get("data_root") or ""
-        path = ann_file if os.path.isabs(ann_file) else os.path.join(str(context_dir), root, ann_file)
-        if (path, split == "train") in seen or not os.path.isfile(path):
-            continue
-        seen.add((path, split == "train"))
-        dataset_cfg = {**copy.deepcopy(dict(node)), "ann_file": path, "data_root": "", "pipeline": [],
-                       "lazy_init": False}
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress
-                DATASETS.build(dataset_cfg)
-        except UserError as err:
-            problems.append(str(err))
-    return problems
+    nodes = [(split, annotated_dataset(split_dataset(cfg, split))) for split in SPLITS]
+    found = check_shared.inspect_annotations(
+        nodes, conf, context_dir, _path_of, lambda split, node, path: _load(node, path, context_dir))
+    return _library_problems(cfg) + found[0]
+
+
+def _library_problems(cfg: Any) -> list[str]:
+    from mmdet.registry import DATASETS, METRICS
+
+    from model_hub_mmdet.mmdet3.config.walk import SPLITS, annotated_dataset, split_dataset
+    from model_hub_mmdet.mmdet3.evaluation import metric_configs
+
+    needs: dict[str, str] = {}
+    kinds = [(DATASETS.get(str(annotated_dataset(split_dataset(cfg, s)).get("type"))), "") for s in SPLITS]
+    kinds += [(METRICS.get(str(m.get("type"))), "val_evaluator ") for m in metric_configs(cfg.get("val_evaluator"))]
+    for kind, where in kinds:
+        names = {k.__name__ for k in getattr(kind, "__mro__", ())}
+        for marker, library in (("CocoPanoptic", "panopticapi"), ("LVIS", "lvis"), ("CityScapesMetric",
+                                                                                     "cityscapesscripts")):
+            if any(n.startswith(marker) for n in names):
+                needs.setdefault(library, f"{where}{kind.__name__}")
+    return check_shared.missing_library_problems(needs)
+
+
+def _path_of(node: Mapping, context_dir: Path) -> str:
+    ann_file = node["ann_file"]
+    root = node.get("data_root") or ""
+    return ann_file if os.path.isabs(ann_file) else os.path.join(str(context_dir), root, ann_file)
+
+
+def _load(node: Mapping, path: str, context_dir: Path) -> AnnotationFindings:
+    """The dataset built as the trial builds it, without its pipeline (mmdet's own load and this package's checks
+    on it); relative paths are the context directory's, where the trial runs."""
+    from mmdet.registry import DATASETS
+
+    root = os.path.join(str(context_dir), node.get("data_root") or "")
+    dataset_cfg = {**copy.deepcopy(dict(node)), "data_root": root, "pipeline": [], "lazy_init": False}
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress
+            DATASETS.build(dataset_cfg)
+    except UserError as err:
+        return AnnotationFindings([str(err)])
+    except Exception as err:  # noqa: BLE001 - what mmdet's own load raises is what the trial would meet
+        return AnnotationFindings([check_shared.load_failure(path, str(node.get("type")), err)])
+    return AnnotationFindings()
 
 
 def summarize(cfg: Any) -> dict[str, Any]:
     """What ``check`` prints of the final config."""
     from model_hub_mmdet.mmdet3.config.walk import annotated_dataset, split_dataset
-    from model_hub_mmdet.mmdet3.evaluation import expected_metric_names
 
-    optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer") or {}
     schedulers = cfg.get("param_scheduler") or []
     schedulers = [schedulers] if isinstance(schedulers, Mapping) else list(schedulers)
     schedule = " + ".join(str(s.get("type")) for s in schedulers if isinstance(s, Mapping)) or "constant"
     train = annotated_dataset(split_dataset(cfg, "train"))
-    return {
-        "model": cfg.model.get("type"),
-        "backbone": (cfg.model.get("backbone") or {}).get("type"),
-        "dataset": train.get("type"),
-        "classes": _classes_summary(train),
-        "optimizer": f"{optimizer.get('type')} lr={optimizer.get('lr')}",
-        "lr schedule": schedule,
-        "metrics": ", ".join(expected_metric_names(cfg.get("val_evaluator"))),
-    }
+    classes = check_shared.classes_summary((train.get("metainfo") or {}).get("classes"), train.get("type"))
+    optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer") or {}
+    return check_shared.config_summary(cfg.model, train.get("type"), classes, optimizer, schedule,
+                                       produced_metrics(cfg))
+
+
+def _classes(cfg: Any) -> list[str] | None:
+    """The validation dataset's classes (its ``metainfo``, or its class's default)."""
+    from mmdet.registry import DATASETS
+
+    from model_hub_mmdet.mmdet3.config.walk import annotated_dataset, split_dataset
+
+    val = annotated_dataset(split_dataset(cfg, "val"))
+    classes = (val.get("metainfo") or {}).get("classes")
+    if not classes:
+        kind = DATASETS.get(str(val.get("type"))) if val.get("type") else None
+        classes = (getattr(kind, "METAINFO", None) or {}).get("classes")
+    return list(classes) if classes and not isinstance(classes, str) else None
 
 
 def _has_mask_head(model_cfg: Mapping) -> bool:
-    roi = model_cfg.get("roi_head") or {}
     head = model_cfg.get("bbox_head") or {}
-    kind = str(model_cfg.get("type", ""))
-    masky = "mask_head" in model_cfg or "Ins" in str(head.get("type", "")) or "Mask" in kind
-    return bool(roi.get("mask_head")) or masky or (kind in MASK_DETECTORS and kind != "RTMDet")
-
-
-def _classes_summary(train: Mapping) -> str:
-    classes = (train.get("metainfo") or {}).get("classes")
-    if classes:
-        return f"{len(classes)} ({', '.join(map(str, classes[:5]))}{', ...' if len(classes) > 5 else ''})"
-    return f"dataset default of {train.get('type')}"
+    return check_shared.has_mask_head(model_cfg, MASK_DETECTORS, "Ins" in str(head.get("type", "")))

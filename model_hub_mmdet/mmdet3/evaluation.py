@@ -12,22 +12,20 @@ only those images.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
+from model_hub_mmdet import metric_names as rules
 from model_hub_mmdet.gather import PredictionGatherer
+from model_hub_mmdet.metric_names import MetricNames, numeric_metrics
 
-__all__ = ["PredictionGatherer", "ValidationMetrics", "expected_metric_names", "metric_configs", "numeric_metrics"]
+__all__ = ["PredictionGatherer", "ValidationMetrics", "expected_metric_names", "metric_configs",
+           "metric_names", "numeric_metrics"]
 logger = logging.getLogger("model_hub_mmdet")
-
-COCO_SUFFIXES = ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l")
-PROPOSAL_ITEMS = ("AR@100", "AR@300", "AR@1000", "AR_s@1000", "AR_m@1000", "AR_l@1000")
-
 
 def metric_configs(evaluator: Any) -> list[Mapping]:
     """The metric configs of a ``val_evaluator`` (a metric dict, a list of them, or an ``Evaluator`` dict)."""
@@ -41,40 +39,114 @@ def metric_configs(evaluator: Any) -> list[Mapping]:
     return []
 
 
-def expected_metric_names(evaluator: Any) -> list[str]:
-    """The metric names a ``val_evaluator`` reports with non-empty results, for the COCO metrics (other metrics
-    report names known only once they ran)."""
-    from mmdet.evaluation import CocoMetric
+def metric_names(evaluator: Any, classes: Sequence[str] | None = None) -> MetricNames:
+    """What a ``val_evaluator`` reports, metric by metric: the metric's ``prefix`` (given, or its class's
+    ``default_prefix``, as ``BaseMetric`` sets it) and the keys its ``compute_metrics`` returns. For mmdet's own
+    metrics the keys come from the rule of :mod:`model_hub_mmdet.metric_names` that mirrors the class that defines
+    ``compute_metrics``, under the class's signature defaults; any other metric (a user's own) is asked: built, fed
+    one synthetic image through its own ``process`` and ``compute_metrics``. ``classes``: the dataset's classes
+    (for ``classwise`` keys). A metric that cannot be asked is :attr:`MetricNames.unknown`."""
     from mmdet.registry import METRICS
 
-    names: list[str] = []
+    out = MetricNames()
     for cfg in metric_configs(evaluator):
-        cls = METRICS.get(cfg.get("type")) if isinstance(cfg.get("type"), str) else None
-        if not (isinstance(cls, type) and issubclass(cls, CocoMetric)):
+        kind = cfg.get("type")
+        cls = METRICS.get(kind) if isinstance(kind, str) else kind
+        if not isinstance(cls, type):
+            out.unknown.append(f"metric type {kind}")
+            out.unknown_prefixes.append(str(cfg.get("prefix") or ""))
             continue
-        prefix = cfg.get("prefix") or cls.default_prefix
-        metrics = cfg.get("metric", "bbox")
-        items = cfg.get("metric_items")
-        for metric in [metrics] if isinstance(metrics, str) else list(metrics):
-            if metric in ("bbox", "segm"):
-                found = [f"{metric}_{s}" for s in (items or COCO_SUFFIXES)]
-            elif metric == "proposal":
-                found = list(items or PROPOSAL_ITEMS)
-            else:  # proposal_fast
-                found = [f"AR@{n}" for n in cfg.get("proposal_nums", (100, 300, 1000))]
-            names += [f"{prefix}/{n}" if prefix else n for n in found]
-    return names
-
-
-def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Keep only finite numbers (drops e.g. ``coco/bbox_mAP_copypaste`` strings and per-class tables)."""
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value):
-            out[str(key)] = float(value)
+        prefix = cfg.get("prefix") or getattr(cls, "default_prefix", None)
+        owner = next((k for k in cls.__mro__ if "compute_metrics" in vars(k)), cls)
+        rule = _RULES.get(f"{owner.__module__}.{owner.__qualname__}")
+        if rule is not None:
+            params = inspect.signature(cls.__init__).parameters
+            kwargs = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+            kwargs.update({k: v for k, v in cfg.items() if k != "type"})
+            out.names += rules.prefixed(prefix, rule(kwargs, list(classes or [])))
+            continue
+        keys = _ask(cfg, classes)
+        if keys is None:
+            out.unknown.append(f"{cls.__name__} (prefix {prefix!r})" if prefix else cls.__name__)
+            out.unknown_prefixes.append(str(prefix or ""))
+        else:
+            out.names += rules.prefixed(prefix, keys)
+    out.names = list(dict.fromkeys(out.names))
     return out
+
+
+def expected_metric_names(evaluator: Any, classes: Sequence[str] | None = None) -> list[str]:
+    """The names a ``val_evaluator`` reports (:func:`metric_names`; ``init`` and ``check`` use it)."""
+    return metric_names(evaluator, classes).names
+
+
+def _ask(cfg: Mapping, classes: Sequence[str] | None) -> list[str] | None:
+    """The keys a metric's own ``compute_metrics`` returns for one synthetic 32x32 image with one object found
+    (None when the metric cannot take it: it needs files or inputs of its own)."""
+    import copy
+
+    import torch
+    from mmdet.registry import METRICS
+
+    box = torch.tensor([[2.0, 2.0, 20.0, 20.0]])
+    mask = torch.zeros(1, 32, 32, dtype=torch.bool)
+    mask[:, 2:20, 2:20] = True
+    label = torch.tensor([0])
+    sample = {
+        "img_id": 0, "img_path": "probe.jpg", "ori_shape": (32, 32), "img_shape": (32, 32),
+        "scale_factor": (1.0, 1.0),
+        "pred_instances": {"bboxes": box, "scores": torch.tensor([0.9]), "labels": label, "masks": mask},
+        "gt_instances": {"bboxes": box, "labels": label, "masks": mask},
+        "ignored_instances": {"bboxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)},
+        "instances": [{"bbox": [2.0, 2.0, 20.0, 20.0], "bbox_label": 0, "ignore_flag": 0}],
+    }
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            metric = METRICS.build(copy.deepcopy(dict(cfg)))
+            metric.dataset_meta = {"classes": tuple(classes or ("object",))}
+            metric.process({}, [sample])
+            computed = metric.compute_metrics(metric.results)
+    except Exception:  # noqa: BLE001 - a metric that needs more than a synthetic image is asked by its first run
+        return None
+    return [str(k) for k, v in (computed or {}).items() if isinstance(v, numbers.Real) and not isinstance(v, bool)]
+
+
+def _coco(kw: Mapping[str, Any], classes: list[str]) -> list[str]:
+    if kw.get("format_only"):
+        return []
+    return rules.coco_keys(kw.get("metric"), kw.get("metric_items"), kw.get("proposal_nums", rules.PROPOSAL_NUMS),
+                           sticky_items=False, classwise_names=classes if kw.get("classwise") else ())
+
+
+def _lvis(kw: Mapping[str, Any], classes: list[str]) -> list[str]:
+    if kw.get("format_only"):
+        return []
+    return rules.lvis_keys(kw.get("metric"), kw.get("metric_items"), kw.get("proposal_nums", rules.PROPOSAL_NUMS),
+                           with_items=True, classwise_names=classes if kw.get("classwise") else ())
+
+
+def _crowdhuman(kw: Mapping[str, Any], classes: list[str]) -> list[str]:
+    names = {"AP": "mAP", "MR": "mMR", "JI": "JI"}
+    return [] if kw.get("format_only") else [names[m] for m in rules.as_list(kw.get("metric")) if m in names]
+
+
+# The class that defines ``compute_metrics`` -> the rule that mirrors it (mmdet 3.3's own metrics).
+_M = "mmdet.evaluation.metrics."
+_RULES: dict[str, Callable[[Mapping[str, Any], list[str]], list[str]]] = {
+    f"{_M}coco_metric.CocoMetric": _coco,
+    f"{_M}lvis_metric.LVISMetric": _lvis,
+    f"{_M}coco_occluded_metric.CocoOccludedSeparatedMetric": lambda kw, c: _coco(kw, c) + [
+        "occluded_recall", "separated_recall"],
+    f"{_M}voc_metric.VOCMetric": lambda kw, c: rules.voc_keys(kw.get("metric"), kw.get("iou_thrs"),
+                                                              kw.get("proposal_nums", rules.PROPOSAL_NUMS)),
+    f"{_M}openimages_metric.OpenImagesMetric": lambda kw, c: rules.voc_keys("mAP", kw.get("iou_thrs")),
+    f"{_M}coco_panoptic_metric.CocoPanopticMetric": lambda kw, c: [] if kw.get("format_only") else list(
+        rules.PANOPTIC_KEYS),
+    f"{_M}cityscapes_metric.CityScapesMetric": lambda kw, c: [] if kw.get("format_only") else ["mAP", "AP@50"],
+    f"{_M}crowdhuman_metric.CrowdHumanMetric": _crowdhuman,
+    f"{_M}dump_proposals_metric.DumpProposals": lambda kw, c: [],
+    "mmengine.evaluator.metric.DumpResults": lambda kw, c: [],
+}
 
 
 class ValidationMetrics:
@@ -94,7 +166,7 @@ class ValidationMetrics:
         self.evaluator = EVALUATOR.build(cfg)
         self.evaluator.dataset_meta = dict(dataset_meta or {})
         self.metrics = list(self.evaluator.metrics)
-        self.expected = expected_metric_names(evaluator_cfg)
+        self.expected = expected_metric_names(evaluator_cfg, (dataset_meta or {}).get("classes"))
 
     def process(self, data_samples: Sequence[Any], data_batch: Any = None) -> list[tuple[list, ...]]:
         """Run every metric's ``process`` on a predicted batch; returns (and takes out of the metrics) the entries
