@@ -1,4 +1,5 @@
-"""Turn a Determined checkpoint of ``MMDetTrial`` into a native MMDetection checkpoint and config.
+"""The native MMDetection 2.x checkpoint of a Determined checkpoint of ``MMDetTrial`` (the core's
+:mod:`model_hub_mmdet.export_meta` finds, reads and writes it).
 
 The trial's ``state_dict.pth`` (Determined's format, laid out in :mod:`model_hub_mmdet.checkpoints`) holds
 ``models_state_dict[0]`` (the detector, ``module.``-prefixed under DDP) and ``mmdet_meta`` (final config text,
@@ -10,79 +11,16 @@ CLASSES, versions). :func:`export_checkpoint` writes
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import re
-import tempfile
-import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
+from model_hub_mmdet import export_meta
+from model_hub_mmdet.config_tree import dataset_configs
+from model_hub_mmdet.export_meta import config_path_for
 
-from model_hub_mmdet._fs import atomic_write
-from model_hub_mmdet.checkpoints import (
-    CONFIG_FILE,
-    META_KEY,
-    STATE_FILE,
-    is_checkpoint_dir,
-    local_checkpoint,
-    state_file,
-)
-from model_hub_mmdet.errors import WeightsError
-from model_hub_mmdet.mmdet2.config.walk import dataset_configs
-from model_hub_mmdet.weights.loading import extract_state_dict, load_checkpoint_file
-
-logger = logging.getLogger("model_hub_mmdet")
-
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
-
-
-
-def _download_from_master(uuid: str, into: Path) -> Path:
-    """Download checkpoint ``uuid`` with the Determined SDK (master from ``$DET_MASTER``, the CLI's login)."""
-    master = os.environ.get("DET_MASTER")
-    try:
-        from determined.experimental import client
-
-        path = client.get_checkpoint(uuid).download(str(into / uuid))
-    except Exception as err:  # noqa: BLE001 - the SDK raises many types; all mean "could not download"
-        reason = str(err).splitlines()[0] if str(err) else repr(err)
-        raise WeightsError(
-            f"cannot download checkpoint {uuid} from DET_MASTER={master}: {reason};"
-            " check `det checkpoint describe` and `det user login`, or pass the checkpoint directory"
-        ) from err
-    return Path(path)
-
-
-@contextlib.contextmanager
-def checkpoint_dir(checkpoint: str | os.PathLike) -> Iterator[Path]:
-    """The local directory of a checkpoint given as a directory, its ``state_dict.pth``, or a UUID (found in
-    Determined's local checkpoint storage, else downloaded to a temporary directory when ``$DET_MASTER`` is set)."""
-    path = Path(os.path.expanduser(str(checkpoint)))
-    if path.is_dir():
-        yield path
-        return
-    if path.is_file() and path.name == STATE_FILE:
-        yield path.parent
-        return
-    name = str(checkpoint).strip()
-    if not _UUID.match(name):
-        raise WeightsError(f"{checkpoint} is neither a checkpoint directory nor a checkpoint UUID")
-    local = local_checkpoint(name)
-    if local.is_dir():
-        yield local
-        return
-    if not os.environ.get("DET_MASTER"):
-        raise WeightsError(
-            f"checkpoint {name} is not in {local.parent}; set DET_MASTER to download it from your cluster,"
-            " or pass the checkpoint's directory"
-        )
-    with tempfile.TemporaryDirectory(prefix="model_hub_mmdet_export_") as tmp:
-        yield _download_from_master(name, Path(tmp))
+__all__ = ["config_path_for", "export_checkpoint", "native_checkpoint"]
 
 
 def _classes_from_config(text: str) -> tuple[str, ...] | None:
@@ -100,67 +38,25 @@ def _classes_from_config(text: str) -> tuple[str, ...] | None:
     return None
 
 
-def _read_trial_checkpoint(ckpt_dir: Path) -> tuple[OrderedDict, dict[str, Any]]:
-    """(detector state dict, mmdet_meta) of a trial checkpoint directory."""
-    if not is_checkpoint_dir(ckpt_dir):
-        raise WeightsError(f"{ckpt_dir} has no {STATE_FILE}; is it a checkpoint of a PyTorchTrial?")
-    path, config_file = state_file(ckpt_dir), ckpt_dir / CONFIG_FILE
-    checkpoint = load_checkpoint_file(path, trusted=True)
-    meta = dict(checkpoint.get(META_KEY) or {}) if isinstance(checkpoint, dict) else {}
-    if not meta.get("config") and config_file.is_file():
-        meta["config"] = config_file.read_text(encoding="utf-8")
-    if not meta.get("config"):
-        raise WeightsError(f"{path} has no {META_KEY} and {ckpt_dir} no {CONFIG_FILE}: was it written by MMDetTrial?")
-    return extract_state_dict(checkpoint, str(path)), meta
-
-
-def native_meta(meta: dict[str, Any], exported_from: str) -> dict[str, Any]:
-    """The ``meta`` of a native mmdet checkpoint: config text, CLASSES (a tuple, as mmdet stores it) and versions."""
+def native_checkpoint(state: OrderedDict, meta: dict[str, Any], hooks: dict[str, Any], exported_from: str) -> dict:
+    """``{"meta": {config, CLASSES (a tuple, as mmdet stores it), versions}, "state_dict"}``, as
+    ``mmcv.runner.save_checkpoint`` writes it; a run trained with an EMA hook exports the EMA weights, as mmdet
+    saves them."""
     import mmcv
     import mmdet
 
+    if meta.get("ema_swapped_in") is False:
+        from model_hub_mmdet.mmdet2.hooks import ema_state_dict
+
+        state = OrderedDict(ema_state_dict(state, swapped_in=False))
     classes = meta.get("CLASSES") or _classes_from_config(meta["config"])
-    out = {
-        "config": meta["config"],
-        "mmdet_version": meta.get("mmdet_version") or mmdet.__version__,
-        "mmcv_version": meta.get("mmcv_version") or mmcv.__version__,
-        "time": time.asctime(),
-        "exported_from": exported_from,
-    }
-    if classes:
-        out["CLASSES"] = tuple(str(c) for c in classes)
-    else:
-        logger.warning("%s records no class names; mmdet will fall back to COCO's", exported_from)
-    return out
-
-
-def config_path_for(out_path: str | os.PathLike) -> Path:
-    """The config written beside an exported checkpoint: ``model.pth`` -> ``model.py``."""
-    out = Path(out_path)
-    return out.with_suffix(".py") if out.suffix == ".pth" else out.with_name(out.name + ".py")
+    versions = {"mmdet_version": mmdet.__version__, "mmcv_version": mmcv.__version__}
+    named = ("CLASSES", tuple(str(c) for c in classes)) if classes else None
+    return {"meta": export_meta.native_meta(meta, exported_from, "config", versions, named),
+            "state_dict": export_meta.cpu_state(state)}
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out_path: str | os.PathLike) -> Path:
     """Write a native MMDetection checkpoint of a trial checkpoint (directory or UUID) to ``out_path`` and its final
     config beside it (``out.pth`` -> ``out.py``). Returns ``out_path``. Raises :class:`WeightsError`."""
-    out = Path(out_path).expanduser()
-    if out.is_dir():
-        raise WeightsError(f"export target {out} is a directory; give a file name such as {out / 'model.pth'}")
-    with checkpoint_dir(checkpoint) as ckpt_dir:
-        state, meta = _read_trial_checkpoint(ckpt_dir)
-    if meta.get("ema_swapped_in") is False:  # trained with an EMA hook: export the EMA weights, as mmdet saves them
-        from model_hub_mmdet.mmdet2.hooks import ema_state_dict
-
-        state = OrderedDict(ema_state_dict(state, swapped_in=False))
-    native = {
-        "meta": native_meta(meta, str(checkpoint)),
-        "state_dict": OrderedDict((k, v.detach().cpu()) for k, v in state.items()),
-    }
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(out, lambda f: torch.save(native, f), private=False)
-        atomic_write(config_path_for(out), lambda f: f.write(meta["config"].encode("utf-8")), private=False)
-    except OSError as err:
-        raise WeightsError(f"cannot write {out}: {err.strerror or err}") from err
-    logger.debug("exported %s (%d tensors) and %s", out, len(state), config_path_for(out))
-    return out
+    return export_meta.export_checkpoint(checkpoint, out_path, native_checkpoint)
