@@ -5,6 +5,11 @@
 # MMDET picks the MMDetection generation: 2 (MMDetection 2.28, mmcv-full 1.7.2, in .venv, the default) or 3
 # (MMDetection 3.3, mmcv 2.1.0 + mmengine 0.10.7, in .venv-mmdet3). `make install MMDET=3`, `make demo MMDET=3`.
 # Plain `make test` installs and tests both; `make test MMDET=2` or `MMDET=3` just that one (+ the neutral tests).
+#
+# CUDA=1 (`make install CUDA=1 [MMDET=3]`) installs mmcv with its CUDA ops, built also on a machine without a GPU
+# (TORCH_CUDA_ARCH_LIST and CUDA_HOME pass through; scripts/install.sh says how they default).
+# `make cuda-wheel MMDET=2|3` builds (or takes from the cache) that generation's CUDA mmcv wheel without installing
+# it and checks it (scripts/cuda-wheel.sh); it is slow (an hour or more on 2 cores), so not part of `make test`.
 MMDET ?= 2
 VENV_2 ?= .venv
 VENV_3 ?= .venv-mmdet3
@@ -35,14 +40,15 @@ TEST_GENERATIONS := $(MMDET)
 endif
 PHASE := bash scripts/phase.sh
 
-.PHONY: install install-all demo test lint bench clean-runs
+.PHONY: install install-all demo test lint bench clean-runs cuda-wheel FORCE
 
 install: $(STAMP)
 
 install-all: $(STAMP_2) $(STAMP_3)
 
-# Re-run the installer when it or the package's requirements change (it is idempotent and fast when warm).
-$(STAMP_2) $(STAMP_3): scripts/install.sh setup.py pyproject.toml
+# Re-run the installer when it or the package's requirements change (it is idempotent and fast when warm), and
+# whenever CUDA is given: the stamp does not say which mmcv ops were installed.
+$(STAMP_2) $(STAMP_3): scripts/install.sh setup.py pyproject.toml $(if $(CUDA),FORCE)
 	@$(PHASE) "install: MMDetection $(GEN).x into $(VENV_$(GEN))" env MMDET=$(GEN) VENV="$(abspath $(VENV_$(GEN)))" \
 	  bash scripts/install.sh
 	touch $@
@@ -82,6 +88,12 @@ endif
 
 bench: install
 	$(BIN)/python bench/storage.py
+
+cuda-wheel: $(STAMP)
+	@$(PHASE) "cuda-wheel: MMDetection $(MMDET).x's CUDA mmcv, built with $(VENV)'s torch" \
+	  env MMDET=$(MMDET) VENV="$(abspath $(VENV))" bash scripts/cuda-wheel.sh
+
+FORCE:
 
 clean-runs:
 	rm -rf runs

@@ -225,6 +225,17 @@ it and take nvcc off PATH to use NVIDIA's PyPI packages nvidia-cuda-nvcc==$TORCH
     fi
   fi
   export CUDA_HOME TORCH_CUDA_ARCH_LIST PATH="$CUDA_HOME/bin:$PATH"
+  # torch's ATen/cuda headers include cuBLAS', cuSPARSE's, cuSOLVER's...: a pip-installed torch has those in its
+  # nvidia-* wheels, not in the toolkit. gcc (also under nvcc) reads CPATH after the -I folders, so the toolkit's
+  # own headers still come first.
+  nvidia_include="$("$PY" - <<'EOF'
+import importlib.util, pathlib
+spec = importlib.util.find_spec("nvidia")
+roots = list(spec.submodule_search_locations or []) if spec else []
+print(":".join(str(p) for root in roots for p in sorted(pathlib.Path(root).glob("*/include"))))
+EOF
+)"
+  [ -z "$nvidia_include" ] || export CPATH="${CPATH:+$CPATH:}$nvidia_include"
   # The cache key names the CUDA version and the architectures: a wheel for other GPUs is never reused.
   OPS="cuda$CUDA_VERSION-arch$(echo "$TORCH_CUDA_ARCH_LIST" | tr -s ' ;' '__')"
   step "CUDA ops: CUDA $CUDA_VERSION toolkit $CUDA_HOME (from $cuda_from), architectures $TORCH_CUDA_ARCH_LIST"
