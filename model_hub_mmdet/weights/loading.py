@@ -20,7 +20,7 @@ from typing import Any, Callable, Union
 
 import torch
 
-from model_hub_mmdet import generation
+from model_hub_mmdet import checkpoint_schemes
 from model_hub_mmdet.checkpoints import STATE_FILE, is_checkpoint_dir, state_file
 from model_hub_mmdet.errors import ConfigError, WeightsError
 from model_hub_mmdet.weights import zoo
@@ -199,7 +199,7 @@ def resolve_weights(
         url = zoo.openmmlab_url(rest)
         if url.startswith(("http://", "https://")):
             return WeightsSource(spec, _download(url), trusted=False)
-        home = generation.adapter("checkpoint_schemes").openmmlab_home()
+        home = checkpoint_schemes.installed().openmmlab_home()
         return WeightsSource(spec, _local_path(os.path.join(home, url), context_dir), trusted=True)
     if scheme == "mmcls":
         return WeightsSource(spec, _download(zoo.mmcls_url(rest)), trusted=False)

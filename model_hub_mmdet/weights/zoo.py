@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from model_hub_mmdet import generation
+from model_hub_mmdet import checkpoint_schemes, generation
 from model_hub_mmdet.errors import ConfigError, WeightsError
 from model_hub_mmdet.generation import relative_after_configs
 
@@ -184,7 +184,7 @@ def _lookup(urls: dict[str, str], name: str, uri: str, missing: str, suggest: bo
 def torchvision_url(name: str) -> str:
     """URL of a ``torchvision://NAME`` backbone (``resnet50``, ``resnet50.imagenet1k_v1``,
     ``ResNet50_Weights.IMAGENET1K_V1``), from the URL table mmcv builds out of the installed torchvision."""
-    get_torchvision_models = generation.adapter("checkpoint_schemes").torchvision_models
+    get_torchvision_models = checkpoint_schemes.installed().torchvision_models
     key = name.lower().replace("_weights", "")
     return _lookup(get_torchvision_models(), key, f"torchvision://{name}", "is not a torchvision model with weights")
 
@@ -192,7 +192,7 @@ def torchvision_url(name: str) -> str:
 def openmmlab_url(name: str) -> str:
     """URL (or path under ``$MMCV_HOME``) of an ``open-mmlab://NAME`` backbone, from mmcv's table plus the user's
     ``$MMCV_HOME/open_mmlab.json``; deprecated names are followed to their replacement, as mmcv does."""
-    tables = generation.adapter("checkpoint_schemes")
+    tables = checkpoint_schemes.installed()
     get_external_models = tables.external_models
     renamed = tables.deprecated_model_names()
     if name in renamed:
@@ -203,5 +203,5 @@ def openmmlab_url(name: str) -> str:
 
 def mmcls_url(name: str) -> str:
     """URL of an ``mmcls://NAME`` backbone, from mmcv's mmcls table."""
-    get_mmcls_models = generation.adapter("checkpoint_schemes").mmcls_models
+    get_mmcls_models = checkpoint_schemes.installed().mmcls_models
     return _lookup(get_mmcls_models(), name, f"mmcls://{name}", "is not in mmcv's mmcls model table", suggest=False)
