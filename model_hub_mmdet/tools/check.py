@@ -24,6 +24,7 @@ from model_hub_mmdet.expconf import (
     section,
     trainer_plan,
 )
+from model_hub_mmdet.tools.generation_env import generation_problems
 
 CONTEXT_LIMIT = 95 * 1024 * 1024  # Determined's limit on the uploaded context directory
 
@@ -181,6 +182,9 @@ def check_experiment(
                     report.problems.append(str(err))
     report.problems += _problems_of(trainer_problems, conf)
     if cfg is not None:
+        # The config built with the installed generation, so it is of that generation: the cluster must install
+        # the same one (startup-hook.sh follows the experiment's MODEL_HUB_MMDET_GENERATION).
+        report.problems += _problems_of(generation_problems, conf, generation.require()[-1], context_dir)
         report.problems += _problems_of(adapter.trainer_problems, conf, cfg)
         report.problems += _problems_of(adapter.metric_problems, conf, cfg)
         report.problems += _problems_of(adapter.annotation_problems, cfg, conf, context_dir)

@@ -13,6 +13,8 @@ What an OpenMMLab user translates by hand is read from the config by the install
 * ``searcher.metric``: the first metric its evaluation produces, by the generation's name.
 * ``data.file_client_args`` from ``--data s3://bucket/prefix`` or ``gs://bucket/prefix``.
 * The entrypoint is Determined 0.38's script form (:data:`model_hub_mmdet.expconf.SCRIPT_ENTRYPOINT`).
+* ``environment.environment_variables: [MODEL_HUB_MMDET_GENERATION=3]`` for a 3.x config, so that the cluster's
+  ``startup-hook.sh`` installs MMDetection 3.x (:mod:`model_hub_mmdet.tools.generation_env`).
 
 Every line of the YAML carries a comment saying where its value came from. ``train CONFIG.py --local`` trains the
 experiment this module builds, without writing it (:func:`experiment_for_config`).
@@ -32,6 +34,7 @@ import yaml
 
 from model_hub_mmdet.errors import ConfigError
 from model_hub_mmdet.expconf import SCRIPT_ENTRYPOINT
+from model_hub_mmdet.tools import generation_env
 
 DEFAULT_GPUS = 8  # mmdet's zoo trains on 8 GPUs unless the config's name says otherwise
 # "_8x2_", "_8xb2-", "-16xb1_": GPUs x images per GPU, between separators (not ResNeXt's "32x4d", not "1x")
@@ -161,6 +164,11 @@ def experiment_for_config(
                  _said(src.get("checkpoint_interval", "checkpoint interval"), facts.checkpoint_interval))
     rows.add(0, "resources", None, "one slot per GPU")
     rows.add(1, "slots_per_trial", gpus, gpus_why)
+    gen = generation.require()[-1]
+    if gen != generation_env.DEFAULT:  # the cluster's startup-hook.sh installs what the experiment says
+        rows.add(0, "environment", None, f"startup-hook.sh installs MMDetection {gen}.x on the cluster")
+        rows.add(1, "environment_variables", [generation_env.setting(gen)],
+                 f"(without it: {generation_env.DEFAULT}.x, and check refuses)")
     if file_client_args:
         rows.add(0, "data", None, f"--data {data}")
         rows.add(1, "file_client_args", None, "how every image and annotation file is read")

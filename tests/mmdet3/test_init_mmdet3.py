@@ -101,6 +101,8 @@ def test_init_output_comments_and_options(tmp_path: Path, monkeypatch, capsys) -
     assert conf["hyperparameters"]["global_batch_size"] == 64 and conf["resources"]["slots_per_trial"] == 2
     assert conf["searcher"]["metric"] == "coco/bbox_mAP" and conf["searcher"]["max_length"] == {"epochs": 300}
     assert conf["data"]["file_client_args"] == {"backend": "gcs", "bucket_name": "b", "prefix": "coco"}
+    # the cluster's startup-hook.sh installs 3.x for it (tests/mmdet3/test_generation_env.py: check refuses without)
+    assert conf["environment"] == {"environment_variables": ["MODEL_HUB_MMDET_GENERATION=3"]}
     assert "train_dataloader.batch_size=32 x 2 GPUs" in text and "dynamic_intervals is not kept" in text
     (tmp_path / "exp.yaml").write_text(text)
     assert _check_problems(tmp_path / "exp.yaml") == []
