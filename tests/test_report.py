@@ -1,18 +1,21 @@
-"""What predictions.png shows: detections above the threshold, one box per object across classes."""
+"""What curves.png plots: the headline metric of every evaluator, whatever its prefix."""
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from model_hub_mmdet.tools.report import shown_detections
+from model_hub_mmdet.tools.report import _headline, plot_curves
 
 
-def test_shown_detections_threshold_and_cross_class_merge() -> None:
-    rect = np.array([[10, 10, 50, 50, 0.9], [60, 60, 90, 90, 0.3]], np.float32)  # the second is below 0.5
-    tri = np.array([[11, 11, 51, 50, 0.7]], np.float32)  # the same object, detected as another class
-    ellipse = np.array([[0, 60, 30, 100, 0.6]], np.float32)
-    masks = [[np.ones((128, 128), bool), np.zeros((128, 128), bool)], [np.ones((128, 128), bool)], [None]]
-    shown = shown_detections(([rect, ellipse, tri], masks), score_thr=0.5)
-    assert [(d["label"], round(d["score"], 2)) for d in shown] == [(0, 0.9), (1, 0.6)]
-    assert shown[0]["mask"].dtype == bool
-    assert shown_detections([rect, ellipse, tri], score_thr=0.95) == []
+def test_headline_metrics_of_every_evaluator() -> None:
+    names = ["bbox_mAP", "segm_mAP", "bbox_mAP_50", "mAP", "AP50", "PQ", "SQ", "pascal_voc/mAP", "coco/bbox_mAP",
+             "coco_panoptic/PQ", "coco_panoptic/PQ_th", "lvis/bbox_AP", "bbox_AP", "loss"]
+    assert [n for n in names if _headline(n)] == ["bbox_mAP", "segm_mAP", "mAP", "PQ", "pascal_voc/mAP",
+                                                  "coco/bbox_mAP", "coco_panoptic/PQ", "lvis/bbox_AP", "bbox_AP"]
+    assert _headline("coco_panoptic/PQ") == "PQ" and _headline("pascal_voc/mAP") == "mAP"
+
+
+def test_curves_plot_panoptic_and_voc_validations(tmp_path: Path) -> None:
+    training = [{"batches": 1, "loss": 2.0}, {"batches": 2, "loss": 1.5}]
+    validations = [{"batches": 2, "coco_panoptic/PQ": 41.4, "pascal_voc/mAP": 0.23}]
+    assert plot_curves(training, validations, tmp_path / "curves.png").stat().st_size > 0

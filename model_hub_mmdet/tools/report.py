@@ -1,16 +1,21 @@
-"""Pictures of a finished local run: training loss / validation mAP curves and predictions on images."""
+"""Pictures of a finished local run: training loss / validation curves, and predictions on a few validation images
+drawn by the generation's own visualiser."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+logger = logging.getLogger("model_hub_mmdet")
+
 
 def plot_curves(training: Sequence[dict[str, Any]], validations: Sequence[dict[str, Any]], out: str | Path) -> Path:
-    """Training loss against batches (left) and every ``*mAP`` validation metric (right), as one PNG."""
+    """Training loss against batches (left) and every headline validation metric (right: ``*mAP`` of COCO, VOC and
+    LVIS-style evaluators, whatever their prefix, and panoptic ``PQ`` divided by 100), as one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,10 +26,11 @@ def plot_curves(training: Sequence[dict[str, Any]], validations: Sequence[dict[s
     if points:
         ax_loss.plot(*zip(*points), marker=".")
     ax_loss.set(title="training loss", xlabel="batches", ylabel="loss")
-    names = sorted({k for v in validations for k in v if k.endswith("_mAP") or k in ("mAP", "PQ")})
+    names = sorted({k for v in validations for k in v if _headline(k)})
     for name in names:
-        series = [(v["batches"], v[name]) for v in validations if name in v]
-        ax_map.plot(*zip(*series), marker="o", label=name)
+        scale = 100.0 if _headline(name) == "PQ" else 1.0  # mmdet reports PQ in percent, mAP as a fraction
+        series = [(v["batches"], v[name] / scale) for v in validations if name in v]
+        ax_map.plot(*zip(*series), marker="o", label=f"{name} / 100" if scale != 1 else name)
     ax_map.set(title="validation", xlabel="batches", ylabel="mAP", ylim=(0, 1))
     if names:
         ax_map.legend()
@@ -38,75 +44,70 @@ def plot_curves(training: Sequence[dict[str, Any]], validations: Sequence[dict[s
     return out
 
 
-def shown_detections(result: Any, score_thr: float = 0.5, iou_thr: float = 0.5) -> list[dict[str, Any]]:
-    """The detections a person wants to see in one image's mmdet result: score >= ``score_thr``, and of boxes that
-    overlap by IoU > ``iou_thr`` only the best (mmdet's NMS is per class, so one shape can come back as two
-    classes). Each item has ``box`` (x1, y1, x2, y2), ``score``, ``label`` and ``mask`` (bool array or None)."""
-    import numpy as np
-
-    bbox_result, segm_result = result if isinstance(result, tuple) else (result, None)
-    found = []
-    for label, boxes in enumerate(bbox_result):
-        for i, row in enumerate(boxes):
-            if row[4] >= score_thr:
-                mask = segm_result[label][i] if segm_result is not None and len(segm_result[label]) > i else None
-                found.append({"box": row[:4], "score": float(row[4]), "label": label,
-                              "mask": np.asarray(mask, bool) if mask is not None else None})
-    found.sort(key=lambda d: -d["score"])
-    kept: list[dict[str, Any]] = []
-    for det in found:
-        if all(_iou(det["box"], other["box"]) <= iou_thr for other in kept):
-            kept.append(det)
-    return kept
-
-
-def _iou(a: Any, b: Any) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+def _headline(name: str) -> str | None:
+    """``mAP`` or ``PQ`` when ``name`` is a headline metric (``bbox_mAP``, ``pascal_voc/mAP``, ``coco_panoptic/PQ``,
+    ``lvis/bbox_AP``), else None."""
+    key = name.rsplit("/", 1)[-1]
+    if key == "PQ":
+        return "PQ"
+    return "mAP" if key == "mAP" or key.endswith("_mAP") or key in ("bbox_AP", "segm_AP") else None
 
 
 def draw_predictions(
     config: str | Path, checkpoint: str | Path, images: Sequence[str | Path], out: str | Path, score_thr: float = 0.5
 ) -> Path:
-    """Run a native mmdet checkpoint on ``images`` (with the installed generation's inference API) and save one PNG
-    with their detections side by side: masks tinted, one box and a short label per object (see
-    :func:`shown_detections`), the threshold in the title."""
-    import cv2
+    """Run a native mmdet checkpoint on ``images`` and save one PNG with their predictions side by side, each
+    drawn by the installed generation's own visualiser (2.x: the model's ``show_result``; 3.x: the config's
+    ``DetLocalVisualizer``), whatever the model outputs: boxes, masks, panoptic or semantic maps. A kind the
+    visualiser cannot draw is one INFO line, and its image is shown as it is."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-    from matplotlib.patches import Rectangle
 
     from model_hub_mmdet import generation
 
     with contextlib.redirect_stdout(io.StringIO()):  # mmcv prints "load checkpoint from local path: ..."
-        classes, results = generation.adapter("predictions").predict(config, checkpoint, images)
-    colors = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.6), squeeze=False, num="predictions")
-    for ax, image, result in zip(axes[0], images, results):
-        rgb = cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
-        detections = shown_detections(result, score_thr)
-        for det in detections:  # tint masks first, so boxes and labels stay on top
-            if det["mask"] is not None and det["mask"].shape == rgb.shape[:2]:
-                rgb[det["mask"]] = 0.55 * rgb[det["mask"]] + 0.45 * np.array(colors(det["label"] % 10)[:3])
-        ax.imshow(rgb)
-        for det in detections:
-            x1, y1, x2, y2 = (float(v) for v in det["box"])
-            color = colors(det["label"] % 10)
-            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.5))
-            name = classes[det["label"]] if det["label"] < len(classes) else str(det["label"])
-            ax.text(x1, max(y1 - 1, 0), f"{name} {det['score']:.2f}", fontsize=7, color="white", va="bottom",
-                    bbox=dict(facecolor=color, alpha=0.85, pad=1, edgecolor="none"))
-        ax.set_title(f"{Path(image).name}: {len(detections)} objects", fontsize=8)
+        drawn, notes = generation.adapter("predictions").render(config, checkpoint, images, score_thr)
+    for note in notes:
+        logger.info("predictions.png: %s", note)
+    fig, axes = plt.subplots(1, len(drawn), figsize=(3.2 * len(drawn), 3.6), squeeze=False, num="predictions")
+    for ax, (picture, caption) in zip(axes[0], drawn):
+        ax.imshow(picture)
+        ax.set_title(caption, fontsize=8)
         ax.axis("off")
-    fig.suptitle(f"detections with score >= {score_thr:g} (overlapping boxes of other classes merged)", fontsize=9)
+    fig.suptitle(f"predictions with score >= {score_thr:g}, drawn by MMDetection's visualiser", fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.01, wspace=0.05)
     out = Path(out)
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def export_and_draw(checkpoint: str | Path, out: str | Path, count: int = 4) -> list[str]:
+    """The run summary's native export and its picture, as the lines to print. The export and the picture fail
+    apart: ``could not export`` only when the export failed, ``could not draw predictions`` when only the picture
+    did; a validation set with no image to draw is said in one line too."""
+    from model_hub_mmdet import generation
+    from model_hub_mmdet.weights import export_checkpoint
+
+    out = Path(out)
+    try:
+        native = export_checkpoint(checkpoint, out / "model.pth")
+    except Exception as err:  # noqa: BLE001 - the run and its checkpoint are done; extras must not fail it
+        return [f"(could not export the checkpoint: {_reason(err)})"]
+    lines = [f"mmdet model: {native} (+ {native.with_suffix('.py')})"]
+    try:
+        images = generation.adapter("predictions").validation_images(native.with_suffix(".py"), count)
+        if not images:
+            return lines + ["(no predictions picture: no readable validation image)"]
+        drawn = draw_predictions(native.with_suffix(".py"), native, images, out / "predictions.png")
+        lines.append(f"predictions: {drawn}")
+    except Exception as err:  # noqa: BLE001 - as above
+        lines.append(f"(could not draw predictions: {_reason(err)})")
+    return lines
+
+
+def _reason(err: BaseException) -> str:
+    reason = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {reason}" if reason else type(err).__name__
