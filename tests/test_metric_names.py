@@ -207,3 +207,44 @@ def test_check_passes_a_coco_panoptic_experiment(panoptic: dict[str, Path], tmp_
                            tmp_path)
     assert "searcher.metric 'bbox_mAP' is not produced by this config's evaluation (it produces PQ, SQ, RQ," in (
         bad.problems[-1])
+
+
+def test_panopticapi_lite_gives_the_hand_computed_pq(tmp_path: Path) -> None:
+    """PyPI's panopticapi-lite against PQ computed by hand on an 8 x 12 image (PQ = sum of matched IoUs over
+    TP + FP/2 + FN/2 per category, averaged over the categories present)."""
+    pytest.importorskip("panopticapi", reason="pip install --no-deps panopticapi-lite==0.2.0")
+    import cv2
+    from panopticapi.evaluation import pq_compute
+
+    def write(folder: str, regions: list[tuple[int, int, int, int]]) -> dict:  # (segment id, category, col0, col1)
+        ids = np.zeros((8, 12), np.uint32)
+        for seg_id, _, c0, c1 in regions:
+            ids[:, c0:c1] = seg_id
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "a.png"), np.stack([ids % 256, ids // 256, ids * 0], -1)[..., ::-1]
+                    .astype(np.uint8))
+        segments = [{"id": s, "category_id": c, "area": 8 * (c1 - c0), "bbox": [c0, 0, c1 - c0, 8], "iscrowd": 0}
+                    for s, c, c0, c1 in regions]
+        return {"image_id": 1, "file_name": "a.png", "segments_info": segments}
+
+    categories = [{"id": 1, "name": "square", "isthing": 1}, {"id": 2, "name": "disc", "isthing": 1},
+                  {"id": 3, "name": "ground", "isthing": 0}]
+    gt = write("gt", [(1, 1, 0, 4), (2, 3, 4, 8), (3, 2, 8, 12)])  # square | ground | disc
+    pred = write("pred", [(1, 1, 0, 3), (2, 3, 3, 8), (3, 1, 8, 12)])  # the disc is called a square
+    images = [{"id": 1, "file_name": "a.jpg", "width": 12, "height": 8}]
+    for name, ann in (("gt", gt), ("pred", pred)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"images": images, "annotations": [ann],
+                                                           "categories": categories}))
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = pq_compute(str(tmp_path / "gt.json"), str(tmp_path / "pred.json"), str(tmp_path / "gt"),
+                            str(tmp_path / "pred"))
+    square = 0.75 / (1 + 0.5)  # IoU 24/32 matched, plus one false positive
+    disc = 0.0  # one false negative
+    ground = 32 / 40  # IoU 32/40 matched
+    assert result["All"]["pq"] == pytest.approx((square + disc + ground) / 3)
+    assert result["Things"]["pq"] == pytest.approx((square + disc) / 2)
+    assert result["Stuff"]["pq"] == pytest.approx(ground)
+    assert result["All"]["rq"] == pytest.approx((1 / 1.5 + 0 + 1) / 3)
