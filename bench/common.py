@@ -216,3 +216,27 @@ def check_generation(wanted: int) -> None:
         have = f"MMDetection {found}.x" if found else "no supported MMDetection"
         raise SystemExit(f"--generation {wanted} needs MMDetection {wanted}.x, and this Python ({sys.executable})"
                          f" has {have}: run it with {VENVS[wanted]}/bin/python")
+
+
+# ----------------------------------------------------------------------------------------- smaps rollup
+ROLLUP_FIELDS = ("Rss", "Pss", "Pss_Anon", "Pss_File", "Private_Clean", "Private_Dirty", "Shared_Clean",
+                 "Shared_Dirty")
+
+
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """The bytes of ``/proc/PID/smaps_rollup`` (Rss, Pss, Private_Dirty, ...; {} when the process is gone), plus
+    ``Uss``: Private_Clean + Private_Dirty, what the process alone holds."""
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                name, _, rest = line.partition(b":")
+                key = name.decode()
+                if key in ROLLUP_FIELDS:
+                    out[key] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return {}
+    if out:
+        out["Uss"] = out.get("Private_Clean", 0) + out.get("Private_Dirty", 0)
+    return out
+
