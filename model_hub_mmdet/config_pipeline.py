@@ -278,6 +278,11 @@ def whole_number(value: Any, key: str, config_file: str) -> int:
     return value
 
 
+def interval_or_none(value: Any) -> int | None:
+    """A config's period (validation, checkpoints) when it is a whole number >= 1; else None (none here)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 # ------------------------------------------------------------------------------------------------------ dump
 def redacted_config(cfg: Config) -> Config:
     """A new Config equal to ``cfg`` but with secrets redacted."""

@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.config_pipeline import interval_or_none, loaded_with_overrides, whole_number
 from model_hub_mmdet.tools.init import ConfigFacts
 
 
@@ -27,12 +27,10 @@ def config_facts(
 ) -> ConfigFacts:
     """The :class:`ConfigFacts` of an mmdet 2.x config (a path or a name inside the installed mmdet), with the
     dotted ``overrides`` applied first."""
-    from model_hub_mmdet.mmdet2.config import apply_overrides, load_config, resolve_config_path, split_evaluation_cfg
+    from model_hub_mmdet.mmdet2.config import split_evaluation_cfg
     from model_hub_mmdet.mmdet2.evaluation import expected_metric_names
 
-    cfg = load_config(resolve_config_path(config_file, context_dir))
-    if overrides:  # --cfg-options change the schedule and batch as in mmdet's tools/train.py
-        apply_overrides(cfg, overrides)
+    cfg = loaded_with_overrides(config_file, context_dir, overrides)  # --cfg-options change the schedule and batch
     sources: dict[str, str] = {}
     data = cfg.get("data") or {}
     loader = data.get("train_dataloader") or {}
@@ -40,7 +38,7 @@ def config_facts(
         batch, sources["per_gpu_batch"] = loader["samples_per_gpu"], "data.train_dataloader.samples_per_gpu"
     else:
         batch, sources["per_gpu_batch"] = data.get("samples_per_gpu"), "data.samples_per_gpu"
-    batch = _positive(batch, sources["per_gpu_batch"], config_file)
+    batch = whole_number(batch, sources["per_gpu_batch"], config_file)
 
     runner = cfg.get("runner") or {}
     by_iteration = runner.get("type") == "IterBasedRunner" or ("max_iters" in runner and "max_epochs" not in runner)
@@ -50,7 +48,7 @@ def config_facts(
         length, sources["length"] = runner["max_epochs"], "runner.max_epochs"
     else:
         length, sources["length"] = cfg.get("total_epochs"), "total_epochs"
-    length = _positive(length, sources["length"], config_file)
+    length = whole_number(length, sources["length"], config_file)
 
     evaluation = cfg.get("evaluation")
     evaluation = evaluation if isinstance(evaluation, Mapping) else {}
@@ -61,23 +59,10 @@ def config_facts(
     sources["metric"] = f"evaluation.metric={metric_kwargs.get('metric', 'bbox')!r}"
 
     checkpoint = cfg.get("checkpoint_config") or {}
-    interval = checkpoint.get("interval")
-    checkpoint_interval = interval if isinstance(interval, int) and interval > 0 else None
     checkpoint_by_iteration = not checkpoint["by_epoch"] if "by_epoch" in checkpoint else by_iteration
     sources["checkpoint_interval"] = "checkpoint_config.interval"
-    return ConfigFacts(
-        per_gpu_batch=batch,
-        by_iteration=by_iteration,
-        length=length,
-        val_interval=val_interval if isinstance(val_interval, int) and val_interval > 0 else None,
-        checkpoint_interval=checkpoint_interval,
-        checkpoint_by_iteration=checkpoint_by_iteration,
-        metric=names[0] if names else None,
-        sources=sources,
-    )
-
-
-def _positive(value: Any, key: str, config_file: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"config_file {config_file}: {key} must be a whole number >= 1, got {value!r}")
-    return value
+    return ConfigFacts(per_gpu_batch=batch, by_iteration=by_iteration, length=length,
+                       val_interval=interval_or_none(val_interval),
+                       checkpoint_interval=interval_or_none(checkpoint.get("interval")),
+                       checkpoint_by_iteration=checkpoint_by_iteration, metric=names[0] if names else None,
+                       sources=sources)

@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.config_pipeline import interval_or_none, loaded_with_overrides, whole_number
 from model_hub_mmdet.tools.init import ConfigFacts
 
 _LOOP_VAL_INTERVAL = {False: 1, True: 1000}  # EpochBasedTrainLoop's and IterBasedTrainLoop's defaults
@@ -29,21 +29,18 @@ def config_facts(
 ) -> ConfigFacts:
     """The :class:`ConfigFacts` of an mmdet 3.x config (a path or a name inside the installed mmdet), with the
     dotted ``overrides`` applied first."""
-    from model_hub_mmdet.mmdet3.config import apply_overrides, load_config, resolve_config_path
     from model_hub_mmdet.mmdet3.schedules import loop_is_iter_based
 
-    cfg = load_config(resolve_config_path(config_file, context_dir))
-    if overrides:  # --cfg-options change the schedule and batch as in mmdet's tools/train.py
-        apply_overrides(cfg, overrides)
+    cfg = loaded_with_overrides(config_file, context_dir, overrides)  # as tools/train.py applies --cfg-options
     sources: dict[str, str] = {}
     loader = cfg.get("train_dataloader") or {}
-    batch = _positive(loader.get("batch_size"), "train_dataloader.batch_size", config_file)
+    batch = whole_number(loader.get("batch_size"), "train_dataloader.batch_size", config_file)
     sources["per_gpu_batch"] = "train_dataloader.batch_size"
 
     train_cfg = cfg.get("train_cfg") or {}
     by_iteration = loop_is_iter_based(train_cfg)
     key = "max_iters" if by_iteration else "max_epochs"
-    length = _positive(train_cfg.get(key), f"train_cfg.{key}", config_file)
+    length = whole_number(train_cfg.get(key), f"train_cfg.{key}", config_file)
     sources["length"] = f"train_cfg.{key}"
 
     val_interval = None
@@ -54,25 +51,15 @@ def config_facts(
             sources["val_interval"] += " (throughout: train_cfg.dynamic_intervals is not kept)"
 
     hook = (cfg.get("default_hooks") or {}).get("checkpoint") or {}
-    interval = hook.get("interval")
     checkpoint_by_iteration = not hook.get("by_epoch", True)
-    checkpoint_interval = interval if isinstance(interval, int) and interval > 0 else None
-    if by_iteration and not checkpoint_by_iteration:
+    checkpoint_interval = interval_or_none(hook.get("interval"))
+    if by_iteration and not checkpoint_by_iteration:  # mmengine never calls an epoch interval under an iteration loop
         checkpoint_interval = None
     sources["checkpoint_interval"] = "default_hooks.checkpoint.interval"
-
-    metric = _first_metric(cfg.get("val_evaluator"))
     sources["metric"] = f"val_evaluator ({_metric_types(cfg.get('val_evaluator'))})"
-    return ConfigFacts(
-        per_gpu_batch=batch,
-        by_iteration=by_iteration,
-        length=length,
-        val_interval=val_interval if isinstance(val_interval, int) and val_interval > 0 else None,
-        checkpoint_interval=checkpoint_interval,
-        checkpoint_by_iteration=checkpoint_by_iteration,
-        metric=metric,
-        sources=sources,
-    )
+    facts = {"val_interval": interval_or_none(val_interval), "checkpoint_interval": checkpoint_interval,
+             "checkpoint_by_iteration": checkpoint_by_iteration, "metric": _first_metric(cfg.get("val_evaluator"))}
+    return ConfigFacts(per_gpu_batch=batch, by_iteration=by_iteration, length=length, sources=sources, **facts)
 
 
 def _first_metric(evaluator: Any) -> str | None:
@@ -106,10 +93,4 @@ def _metric_types(evaluator: Any) -> str:
     from model_hub_mmdet.mmdet3.evaluation import metric_configs
 
     return ", ".join(f"{c.get('type')} {c.get('metric', '')}".strip() for c in metric_configs(evaluator)) or "none"
-
-
-def _positive(value: Any, key: str, config_file: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"config_file {config_file}: {key} must be a whole number >= 1, got {value!r}")
-    return value
 
