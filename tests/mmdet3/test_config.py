@@ -85,6 +85,42 @@ def test_file_client_args_become_backend_args_on_every_step_dataset_and_metric(s
     assert not any("file_client_args" in str(k) for k in cfg.to_dict())
 
 
+def test_metainfo_classes_set_by_an_override_reach_the_built_dataset(shapes_dir: Path, caplog) -> None:
+    """mmengine's merge_from_dict creates ``metainfo`` on a config without it; so does override_mmdet_config, with
+    one INFO line, and the classes are the dataset's (issue 29)."""
+    from mmdet.registry import DATASETS
+    from mmengine.config import Config
+
+    classes = ["rectangle", "ellipse", "triangle"]
+    over = {"train_dataloader.dataset.data_root": f"{shapes_dir}/",
+            "train_dataloader.dataset.ann_file": "annotations/train.json",
+            "train_dataloader.dataset.data_prefix.img": "train/",
+            "train_dataloader.dataset.metainfo.classes": classes}
+    config_file = "rtmdet/rtmdet_tiny_8xb32-300e_coco.py"
+    reference = Config.fromfile(bundled_config_dir() / config_file)
+    assert "metainfo" not in reference.train_dataloader.dataset
+    reference.merge_from_dict(over)
+    with caplog.at_level("INFO", logger="model_hub_mmdet"):
+        cfg = build_mmdet_config({"config_file": config_file, "override_mmdet_config": over})
+    assert cfg.train_dataloader.dataset.to_dict() == reference.train_dataloader.dataset.to_dict()
+    new = [r.getMessage() for r in caplog.records if "is new" in r.getMessage()]
+    assert new == ["override_mmdet_config.train_dataloader.dataset.metainfo.classes: train_dataloader.dataset.metainfo"
+                   " is new (the config has no such key); created as mmengine's merge_from_dict creates it"]
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    assert dataset.metainfo["classes"] == classes and len(dataset) == 8
+    labels = {inst["bbox_label"] for i in range(len(dataset)) for inst in dataset.get_data_info(i)["instances"]}
+    assert labels and labels <= {0, 1, 2}
+
+
+def test_a_typo_of_a_missing_parent_is_refused_with_the_closest_key() -> None:
+    over = {"train_dataloader.dataset.metainf.classes": ["a"]}
+    with pytest.raises(ConfigError) as err:
+        build_mmdet_config({"config_file": MODELS["rtmdet"], "override_mmdet_config": over})
+    assert str(err.value) == ("override_mmdet_config.train_dataloader.dataset.metainf.classes:"
+                              " train_dataloader.dataset.metainf does not exist in the config;"
+                              " closest: train_dataloader.dataset.metainfo")
+
+
 @pytest.mark.parametrize(("hparams", "message"), [
     ({"config_file": "faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py"},
      "is an MMDetection 2.x config and this environment has MMDetection 3.3.0: its 3.x config is"
