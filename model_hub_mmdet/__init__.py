@@ -2,7 +2,8 @@
 
 The package is a generation-neutral core (this folder) plus one adapter per MMDetection generation
 (``mmdet2/`` for MMDetection 2.28, ``mmdet3/`` for 3.3); :mod:`model_hub_mmdet.generation` finds the installed one
-without importing it. ``MMDetTrial`` and ``build_mmdet_config`` are the installed generation's.
+without importing it. ``MMDetTrial`` is the core trial (:mod:`model_hub_mmdet.trial`), which runs the installed
+generation's engine; ``build_mmdet_config`` is the installed generation's.
 
 Importing the package patches no third-party code. Where a generation is installed it registers the ``s3``,
 ``gcs`` and ``fake`` storage backends with that generation's file I/O; the trial, the CLI and the runners apply
@@ -21,6 +22,7 @@ from model_hub_mmdet.errors import ConfigError, DataError, SetupError, UserError
 __version__ = "0.2.0"
 __all__ = [
     "MMDetTrial",
+    "MMDetTrialCallback",
     "build_mmdet_config",
     "generation",
     "storage",
@@ -67,8 +69,10 @@ def build_mmdet_config(hparams: Any, data_config: Any = None, context_dir: Any =
 def __getattr__(name: str) -> Any:
     # The trial imports determined, torch and the generation's mmdet: load it only when asked for, so the CLI
     # and the config tools start fast.
-    if name == "MMDetTrial":
-        return generation.adapter("trial").MMDetTrial
+    if name in ("MMDetTrial", "MMDetTrialCallback"):
+        from model_hub_mmdet import trial
+
+        return getattr(trial, name)
     if name in ("storage", "weights"):
         import importlib
 

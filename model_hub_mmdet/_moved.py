@@ -1,6 +1,6 @@
 """Old import paths of modules that moved when the package split into a core and one adapter per generation.
 
-``import model_hub_mmdet.trial`` (say) still works for one release: the import gives the module at its new path
+``import model_hub_mmdet.data`` (say) still works for one release: the import gives the module at its new path
 (the very same module object) and a ``DeprecationWarning`` naming that path. Submodules follow their package
 (``model_hub_mmdet.config.overrides`` -> ``model_hub_mmdet.mmdet2.config.overrides``).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 import warnings
@@ -26,7 +27,6 @@ MOVED = {
     "model_hub_mmdet.datasets": "model_hub_mmdet.mmdet2.datasets",
     "model_hub_mmdet.compat": "model_hub_mmdet.mmdet2.patches",
     "model_hub_mmdet.config": "model_hub_mmdet.mmdet2.config",
-    "model_hub_mmdet.trial": "model_hub_mmdet.mmdet2.trial",
     "model_hub_mmdet.data": "model_hub_mmdet.mmdet2.data",
     "model_hub_mmdet.transport": "model_hub_mmdet.mmdet2.transport",
     "model_hub_mmdet.schedules": "model_hub_mmdet.mmdet2.schedules",
@@ -71,6 +71,8 @@ class MovedModuleFinder(importlib.abc.MetaPathFinder):
         new = new_name(fullname)
         if new is None:
             return None
+        if path is not None and importlib.machinery.PathFinder.find_spec(fullname, path) is not None:
+            return None  # a module of the core lives at this path again (model_hub_mmdet.transport, say): it wins
         return importlib.util.spec_from_loader(fullname, _Alias(new))
 
 

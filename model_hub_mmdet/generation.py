@@ -17,8 +17,10 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from model_hub_mmdet.errors import SetupError
 
@@ -124,3 +126,20 @@ def setup() -> ModuleType:
     module = adapter()
     module.setup()
     return module
+
+
+def adapter_getattr(package: str) -> Callable[[str], Any]:
+    """The module ``__getattr__`` of an adapter package (``model_hub_mmdet.mmdet2``, ``.mmdet3``): ``MMDetTrial`` is
+    the core trial (the same class in both generations), ``build_mmdet_config`` the adapter's own; both are
+    imported when first asked for."""
+
+    def __getattr__(name: str) -> Any:
+        if name == "MMDetTrial":
+            from model_hub_mmdet.trial import MMDetTrial
+
+            return MMDetTrial
+        if name == "build_mmdet_config":
+            return importlib.import_module(f"{package}.config").build_mmdet_config
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

@@ -8,18 +8,32 @@
   order; a sample that raises an error a user can fix becomes a :class:`~model_hub_mmdet.sampling.LoadFailure`.
 * :func:`collate_checked` collates the loadable samples of a batch with the generation's collate and carries a
   :class:`~model_hub_mmdet.bad_images.LoadReport` under ``skipped_samples``.
+* :func:`build_train_loader` and :func:`build_val_loader` put these together for a generation, which brings its
+  collate, the ``pack``/``unpack`` of a batch's trip from a worker (its ``transport.py``), how to count a batch's
+  samples, and (for the prefetcher) where its images are.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
-from torch.utils.data import DataLoader, Dataset
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from model_hub_mmdet.bad_images import SKIPPED_INDICES_KEY, SKIPPED_KEY, BadImageError, BadImageTracker, LoadReport
+from model_hub_mmdet.bad_images import (
+    SKIPPED_INDICES_KEY,
+    SKIPPED_KEY,
+    BadImageError,
+    BadImagePolicy,
+    BadImageTracker,
+    LoadReport,
+)
 from model_hub_mmdet.errors import UserError
-from model_hub_mmdet.sampling import LoadFailure, ResumableBatchSampler, Substitute
+from model_hub_mmdet.sampling import GroupBatchSampler, LoadFailure, ResumableBatchSampler, SeededDataset, Substitute
+from model_hub_mmdet.workers import worker_init
 
 INDEX_KEY = "sample_idx"
 
@@ -146,3 +160,108 @@ def strip_bookkeeping(batch: Any) -> Any:
             raise report.failure
         return {k: v for k, v in batch.items() if k not in (SKIPPED_KEY, SKIPPED_INDICES_KEY)}
     return batch
+
+
+class _SampleKeys:
+    """What the prefetcher sees of the training set: sample key ``k`` is image ``k % len`` of ``images`` (a
+    dataset whose ``data_infos`` entries have a ``filename``)."""
+
+    def __init__(self, images: Any) -> None:
+        self.dataset = images
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+def _with_prefetch(sampler: ResumableBatchSampler, images: Any, file_client_args: Mapping | None) -> Sampler:
+    """With an object store whose ``prefetch`` is > 0 (and a cache), the images of this slot's next batches are
+    fetched into the local cache ahead of the loader (:mod:`model_hub_mmdet.storage.prefetch`)."""
+    from model_hub_mmdet.storage import object_backend
+    from model_hub_mmdet.storage.prefetch import PrefetchBatchSampler
+
+    backend = object_backend(dict(file_client_args)) if file_client_args else None
+    if backend is None or backend.cache is None or not backend.prefetch or backend.prefetch <= 0:
+        return sampler
+    return PrefetchBatchSampler(sampler, _SampleKeys(images), backend, backend.prefetch, backend.prefetch_threads)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchFormat:
+    """A generation's batches: ``collate`` (in the workers), ``pack`` for the trip to the main process and
+    ``unpack`` there (the generation's ``transport.py``), ``count`` of a collated batch's samples, and
+    ``wrap_index`` of a validation sample's dataset index."""
+
+    collate: Callable[[list], Any]
+    count: Callable[[Mapping], int]
+    pack: Callable[[Any], Any] | None = None
+    unpack: Callable[[Any], Any] | None = None
+    wrap_index: Callable[[int], Any] = int
+
+
+def build_train_loader(dataset: Dataset, batch_size: int, fmt: BatchFormat, *, num_workers: int, seed: int,
+                       rank: int = 0, num_replicas: int = 1, shuffle: bool = True, images: Any = None,
+                       file_client_args: Mapping | None = None, bad_images: Mapping | BadImagePolicy | None = None,
+                       worker_niceness: int = 0) -> TrainLoader:
+    """The endless, resumable, group-batched training loader of one slot: batches of ``dataset.flag``'s groups
+    (:class:`~model_hub_mmdet.sampling.GroupBatchSampler`), seeded augmentation, the generation's batches
+    (``fmt``), bad images as ``bad_images`` says, the workers ``worker_niceness`` below the training process.
+    ``images`` (default: ``dataset``) is what the prefetcher reads image paths from."""
+    policy = BadImagePolicy.from_config(bad_images)
+    groups = GroupBatchSampler.for_dataset(dataset, batch_size, num_replicas=num_replicas, seed=seed, shuffle=shuffle)
+    resumable = ResumableBatchSampler(groups, len(dataset), rank=rank)
+    generator = torch.Generator()  # worker base seeds must not draw from the global torch RNG
+    generator.manual_seed(seed)
+    loader = TrainLoader(
+        SeededDataset(dataset, seed),
+        batch_sampler=_with_prefetch(resumable, dataset if images is None else images, file_client_args),
+        num_workers=num_workers,
+        collate_fn=partial(collate_checked, collate=fmt.collate, pack=fmt.pack),
+        persistent_workers=num_workers > 0,
+        generator=generator,
+        worker_init_fn=worker_init(worker_niceness),
+    )
+    loader.resumable = resumable
+    loader.unpack = fmt.unpack
+    loader.tracker = BadImageTracker(policy, samples_per_pass=len(resumable) * batch_size, batch_size=fmt.count)
+    return loader
+
+
+def build_val_loader(dataset: Dataset, batch_size: int, fmt: BatchFormat, *, num_workers: int,
+                     bad_images: Mapping | BadImagePolicy | None = None, worker_niceness: int = 0) -> Any:
+    """Determined's DataLoader over :class:`IndexedDataset`, in order, no padding: each image once across slots.
+    An unreadable image is a DataError naming the file, raised in the main process; with ``bad_images:
+    {skip_at_validation: true}`` it is left out of its batch instead (the batch's ``skipped_indices`` lists it)
+    and each pass logs how many were left out."""
+    from determined import pytorch
+
+    policy = BadImagePolicy.from_config(bad_images)
+
+    class ValidationLoader(pytorch.DataLoader):
+        def get_data_loader(self, *args: Any, **kwargs: Any) -> DataLoader:
+            loader = super().get_data_loader(*args, **kwargs)
+            loader.__class__ = _CheckedLoader  # same object, its iterator checks each batch
+            loader.tracker = BadImageTracker(policy, samples_per_pass=len(dataset), batch_size=fmt.count)
+            loader.unpack = fmt.unpack
+            return loader
+
+    return ValidationLoader(
+        IndexedDataset(dataset, fmt.wrap_index),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        worker_init_fn=worker_init(worker_niceness),
+        collate_fn=partial(collate_checked, collate=fmt.collate, skip_bad_images=policy.skip_at_validation,
+                           pack=fmt.pack),
+    )
+
+
+class _CheckedLoader(DataLoader):
+    """A torch DataLoader whose batches are unpacked and pass through ``tracker.validation_pass`` (in the main
+    process)."""
+
+    tracker: BadImageTracker
+    unpack: Callable[[Any], Any] | None = None
+
+    def __iter__(self) -> Iterator:
+        unpack = self.unpack or (lambda batch: batch)
+        return self.tracker.validation_pass(unpack(batch) for batch in super().__iter__())

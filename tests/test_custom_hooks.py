@@ -151,10 +151,9 @@ def test_ema_weights_and_buffers_equal_mmdets_train_detector(shapes_dir: Path, d
 def test_kill_and_resume_with_ema_is_bit_identical_and_exports_the_ema_weights(
     shapes_dir: Path, det_local: Path
 ) -> None:
-    from model_hub_mmdet.mmdet2.export import export_checkpoint
-
     # 4 batches per epoch; checkpoint mid-epoch (3), validations mid-epoch (2) and at an epoch's end (4)
-    from model_hub_mmdet.mmdet2.trial import MMDetTrial
+    from model_hub_mmdet import MMDetTrial
+    from model_hub_mmdet.mmdet2.export import export_checkpoint
 
     during_validation: list[tuple[int, bool, bool]] = []
 
@@ -163,7 +162,7 @@ def test_kill_and_resume_with_ema_is_bit_identical_and_exports_the_ema_weights(
             if batch_idx == 0:
                 model, name = self.detector, "bbox_head.retina_cls.weight"
                 ema = getattr(model, "ema_" + name.replace(".", "_"))
-                raw_kept = self.hook_runner.ema_swapped_in
+                raw_kept = self.runner.ema_swapped_in
                 during_validation.append((self.batches_trained, raw_kept,
                                           not torch.equal(model.state_dict()[name], ema)))
             return super().evaluate_batch(batch, batch_idx)
@@ -236,7 +235,7 @@ custom_hooks = [
 def test_yolox_tiny_trains_with_its_three_hooks_and_switches_mode_at_mmdets_epoch(
     workers: int, shapes_dir: Path, det_local: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from model_hub_mmdet.mmdet2.trial import MMDetTrial
+    from model_hub_mmdet import MMDetTrial
 
     caplog.set_level(logging.INFO, logger="model_hub_mmdet")
     Path("yolox_tiny_shapes.py").write_text(YOLOX_TINY.replace("DATA", str(shapes_dir)).replace(

@@ -71,8 +71,8 @@ def test_lr_follows_schedule_and_clipping_reports_grad_norm(shapes_dir: Path, de
 
 def test_global_batch_size_sets_per_slot_batch(shapes_dir: Path, det_local: Path) -> None:
     # 8 training images, batches of 4 -> an epoch is 2 batches: the trial's epoch length must say so.
+    from model_hub_mmdet import MMDetTrial
     from model_hub_mmdet.local import _recorder_trial
-    from model_hub_mmdet.mmdet2.trial import MMDetTrial
 
     seen = {}
 
@@ -90,7 +90,7 @@ def test_global_batch_size_sets_per_slot_batch(shapes_dir: Path, det_local: Path
 
 
 def test_training_workers_stop_before_the_final_validation(shapes_dir: Path, det_local: Path) -> None:
-    from model_hub_mmdet.mmdet2.trial import MMDetTrial
+    from model_hub_mmdet import MMDetTrial
 
     workers: list = []
     seen: list[tuple[int, list[bool], bool]] = []
@@ -115,7 +115,7 @@ def test_training_workers_stop_before_the_final_validation(shapes_dir: Path, det
 
 
 def test_training_continues_the_same_batches_after_its_workers_stop(shapes_dir: Path, det_local: Path) -> None:
-    from model_hub_mmdet.mmdet2.trial import MMDetTrial
+    from model_hub_mmdet import MMDetTrial
 
     def files(release_at: int | None) -> list[list[str]]:
         seen: list[list[str]] = []
@@ -134,3 +134,23 @@ def test_training_continues_the_same_batches_after_its_workers_stop(shapes_dir: 
         return seen
 
     assert files(release_at=2) == files(release_at=None)
+
+
+def test_a_loss_term_appearing_mid_run_is_reported_from_the_next_period(shapes_dir: Path, det_local: Path) -> None:
+    # The loss-term policy of both generations (tests/mmdet3/test_trial.py has the 3.x twin): a term first logged at
+    # batch 1 joins the training metrics with the next reporting period; a batch without it reports 0.0.
+    from model_hub_mmdet import MMDetTrial
+
+    class Probe(MMDetTrial):
+        def forward_loss(self, data):
+            loss, log_vars = super().forward_loss(data)
+            if self.batches_trained in (1, 2):
+                log_vars = {**log_vars, "loss_extra": 0.5}
+            return loss, log_vars
+
+    exp = tiny_experiment(shapes_dir, max_batches=4)
+    exp["scheduling_unit"] = 2  # training metrics reported every 2 batches
+    result = train_local(exp, Probe, validation_period=100)
+    assert [t["batches"] for t in result.training] == [2, 4]
+    assert "loss_extra" not in result.training[0]
+    assert result.training[1]["loss_extra"] == pytest.approx(0.25)  # batch 2: 0.5, batch 3: missing, 0.0

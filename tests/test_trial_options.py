@@ -10,10 +10,10 @@ import torch
 import yaml
 from helpers import data_overrides, tiny_experiment
 
+from model_hub_mmdet import MMDetTrial
 from model_hub_mmdet.errors import ConfigError
 from model_hub_mmdet.expconf import local_hparams, searcher_length
 from model_hub_mmdet.local import _recorder_trial, train_local
-from model_hub_mmdet.mmdet2.trial import MMDetTrial
 
 REPO = Path(__file__).resolve().parents[1]
 

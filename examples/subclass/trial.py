@@ -1,6 +1,7 @@
 """Customising MMDetTrial by subclassing: freeze the backbone for a warm-up, report detections per image.
 
-Use it with ``entrypoint: ... python3 -m model_hub_mmdet.run --trial examples.subclass.trial:FrozenBackboneTrial``.
+The same class serves both MMDetection generations (``subclass.yaml`` for 2.x, ``subclass_mmdet3.yaml`` for 3.x):
+use it with ``entrypoint: ... python3 -m model_hub_mmdet.run --trial examples.subclass.trial:FrozenBackboneTrial``.
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ class FrozenBackboneTrial(MMDetTrial):
     def evaluate(self, results: list[Any], indices: list[int] | None = None) -> dict[str, float]:
         # the documented signature: a partial validation (--test, skipped bad images) passes the images' indices
         metrics = super().evaluate(results=results, indices=indices)
-        boxes = [r[0] if isinstance(r, tuple) else r for r in results]
         score_thr = 0.3
-        metrics["detections_per_image"] = float(
-            np.mean([sum(int((cls[:, 4] > score_thr).sum()) for cls in per_image) for per_image in boxes])
-        )
+        # one result per image, in the generation's form; the engine reads its detection scores
+        counts = [int((self.engine.scores(result) > score_thr).sum()) for result in results]
+        metrics["detections_per_image"] = float(np.mean(counts)) if counts else 0.0
         return metrics

@@ -1,37 +1,5 @@
-"""Customising the MMDetection 3.x MMDetTrial by subclassing (the twin of ``trial.py``): freeze the backbone for a
-warm-up, report detections per image.
+"""The subclass example's old 3.x path: the one class of ``trial.py`` serves both generations now."""
 
-Use it with ``entrypoint: ... python3 -m model_hub_mmdet.run --trial
-examples.subclass.trial_mmdet3:FrozenBackboneTrial``.
-"""
+from examples.subclass.trial import FrozenBackboneTrial
 
-from __future__ import annotations
-
-from typing import Any
-
-import numpy as np
-
-from model_hub_mmdet import MMDetTrial
-
-
-class FrozenBackboneTrial(MMDetTrial):
-    """Trains only neck and heads for the first ``freeze_backbone_batches`` batches (a hyperparameter), then
-    everything; adds ``backbone_frozen`` to the training metrics and ``detections_per_image`` to the validation
-    metrics. Freezing by ``requires_grad`` is for one process; under DDP use mmdet's ``frozen_stages`` instead."""
-
-    def train_batch(self, batch: Any, epoch_idx: int, batch_idx: int) -> dict[str, Any]:
-        frozen = self.batches_trained < int(self.hparams.get("freeze_backbone_batches", 0))
-        for param in self.detector.backbone.parameters():
-            param.requires_grad_(not frozen)
-        metrics = super().train_batch(batch, epoch_idx, batch_idx)
-        metrics["backbone_frozen"] = float(frozen)
-        return metrics
-
-    def evaluate(self, results: list[Any], indices: list[int] | None = None) -> dict[str, float]:
-        # 3.x: one item per image, holding per val_evaluator metric what its process() kept; CocoMetric keeps
-        # (ground truth, prediction) with the prediction's scores.
-        metrics = super().evaluate(results=results, indices=indices)
-        score_thr = 0.3
-        counts = [sum(int((pred["scores"] > score_thr).sum()) for _, pred in item[0]) for item in results]
-        metrics["detections_per_image"] = float(np.mean(counts)) if counts else 0.0
-        return metrics
+__all__ = ["FrozenBackboneTrial"]

@@ -1,4 +1,4 @@
-"""The MMDetection 2.x adapter (mmdet 2.28, mmcv-full 1.7): config, trial, data, schedules, evaluation, export.
+"""The MMDetection 2.x adapter (mmdet 2.28, mmcv-full 1.7): config, engine, data, schedules, evaluation, export.
 
 Imported only where mmdet 2.x is installed (``model_hub_mmdet.generation``). Importing it patches nothing;
 :func:`setup` does, explicitly.
@@ -6,7 +6,7 @@ Imported only where mmdet 2.x is installed (``model_hub_mmdet.generation``). Imp
 
 from __future__ import annotations
 
-from typing import Any
+from model_hub_mmdet import generation
 
 REQUIRES = ("mmcv", "mmdet")  # what must import for this adapter to work (checked by generation.adapter)
 _ready = False
@@ -26,13 +26,4 @@ def setup() -> None:
     _ready = True
 
 
-def __getattr__(name: str) -> Any:
-    if name == "MMDetTrial":
-        from model_hub_mmdet.mmdet2.trial import MMDetTrial
-
-        return MMDetTrial
-    if name == "build_mmdet_config":
-        from model_hub_mmdet.mmdet2.config import build_mmdet_config
-
-        return build_mmdet_config
-    raise AttributeError(f"module 'model_hub_mmdet.mmdet2' has no attribute {name!r}")
+__getattr__ = generation.adapter_getattr(__name__)

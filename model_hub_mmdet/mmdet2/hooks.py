@@ -40,6 +40,8 @@ from typing import Any
 import torch
 from mmcv.runner import HOOKS, BaseRunner, Hook
 
+from model_hub_mmdet.engine import LoaderView
+
 logger = logging.getLogger("model_hub_mmdet")
 
 STATE_KEY = "hooks"  # in the trial callback's state
@@ -102,25 +104,12 @@ def _plain(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(_plain(v) for v in value)
 
 
-class _LoaderView:
-    """What hooks read of ``runner.data_loader``: its dataset and length (``persistent_workers`` is False: the
-    trial restarts its own workers, hooks need not reach into a DataLoader's internals)."""
-
-    persistent_workers = False
-
-    def __init__(self, dataset: Any, length: Callable[[], int], batch_size: int) -> None:
-        self.dataset = dataset
-        self._length = length
-        self.batch_size = batch_size
-
-    def __len__(self) -> int:
-        return self._length()
-
-
 class HookRunner(BaseRunner):
     """mmcv's ``BaseRunner`` with the trial's counters: registers and calls ``custom_hooks``; never runs a loop.
 
-    ``iters_per_epoch`` and ``max_iters`` are callables: the trial knows them once its training loader exists.
+    ``iters_per_epoch`` and ``max_iters`` are callables: the trial knows them once its training loader exists;
+    ``restart_workers`` is called when a hook changed the training pipeline (the loader's workers copy it anew).
+    The trial calls it through the runner facade's protocol (:class:`model_hub_mmdet.engine.RunnerFacade`).
     """
 
     def __init__(
@@ -132,14 +121,16 @@ class HookRunner(BaseRunner):
         iters_per_epoch: Callable[[], int],
         max_iters: Callable[[], int],
         batch_size: int,
+        restart_workers: Callable[[], Any] = lambda: None,
         meta: dict | None = None,
         work_dir: str | None = None,
     ) -> None:
         super().__init__(model, work_dir=work_dir or os.getcwd(), logger=logging.getLogger("mmdet"), meta=meta)
         self._iters_per_epoch = iters_per_epoch
         self._max_iters_fn = max_iters
-        self.train_loader = _LoaderView(train_dataset, iters_per_epoch, batch_size)
-        self.val_loader = _LoaderView(val_dataset, lambda: len(val_dataset), 1)
+        self._restart_workers = restart_workers
+        self.train_loader = LoaderView(train_dataset, iters_per_epoch, batch_size)
+        self.val_loader = LoaderView(val_dataset, lambda: len(val_dataset), 1)
         self.data_loader: Any = self.train_loader
         self.outputs: dict[str, Any] = {}
         self.batches = 0  # batches trained: mmcv's _iter
@@ -212,7 +203,22 @@ class HookRunner(BaseRunner):
         self.epoch_started = epoch
         return getattr(dataset, "_skip_type_keys", None) != before
 
-    def before_iter(self, batches_trained: int) -> None:
+    def before_iter(self, batch_idx: int, data_batch: Any = None) -> None:
+        """Before training batch ``batch_idx`` (0-based): the run's first epoch when due (later ones start right
+        after the previous epoch's last batch), then ``before_train_iter``."""
+        if self.start_epoch_if_due(batch_idx):
+            self._restart_workers()
+        self._before_train_iter(batch_idx)
+
+    def after_iter(self, batch_idx: int, data_batch: Any = None, outputs: Mapping | None = None,
+                   loss: torch.Tensor | None = None, num_samples: int = 0) -> None:
+        """After the optimizer step of batch ``batch_idx``: ``after_train_iter`` with ``outputs`` (the log_vars)
+        and the end of the epoch (run); restarts the loader's workers when the next epoch changed the pipeline
+        (YOLOX's mode switch)."""
+        if self._after_train_iter(loss, outputs or {}, num_samples):
+            self._restart_workers()
+
+    def _before_train_iter(self, batches_trained: int) -> None:
         """``before_train_iter`` of batch ``batches_trained`` (0-based)."""
         self.batches = batches_trained
         self.mode, self.data_loader = "train", self.train_loader
@@ -220,7 +226,7 @@ class HookRunner(BaseRunner):
             self._at(batches_trained)
             self.call_hook("before_train_iter")
 
-    def after_iter(self, loss: torch.Tensor, log_vars: Mapping[str, float], num_samples: int) -> bool:
+    def _after_train_iter(self, loss: torch.Tensor | None, log_vars: Mapping[str, float], num_samples: int) -> bool:
         """``after_train_iter``, then ``after_train_epoch`` (and ``after_run`` at the end) when the batch ended one;
         returns :meth:`start_epoch_if_due` of the next epoch."""
         if not self._hooks:
@@ -247,7 +253,11 @@ class HookRunner(BaseRunner):
         if any(_is_ema(h) for h in self._hooks):
             self.ema_swapped_in = fn_name == "after_train_epoch"
 
-    def before_val(self) -> None:
+    def restart(self, batch_idx: int) -> None:
+        """A (re)start at ``batch_idx`` (on resume)."""
+        self.batches = batch_idx
+
+    def before_validation(self) -> None:
         """``before_val_epoch``, with the EMA weights in the model for the validation."""
         if not self._hooks:
             return
@@ -256,8 +266,9 @@ class HookRunner(BaseRunner):
         self._validation_swapped = self._swap_ema(True)
         self.call_hook("before_val_epoch")
 
-    def after_val(self) -> None:
-        """``after_val_epoch``; the raw weights back in the model if :meth:`before_val` swapped the EMA in."""
+    def after_validation(self, metrics: Mapping[str, Any] | None = None) -> None:
+        """``after_val_epoch``; the raw weights back in the model if :meth:`before_validation` swapped the EMA
+        in (mmcv's hooks take no metrics)."""
         if not self._hooks:
             return
         self.call_hook("after_val_epoch")

@@ -1,4 +1,4 @@
-"""The MMDetection 3.x adapter (mmdet 3.3, mmengine 0.10.7, mmcv 2.1): config, trial, data, schedules,
+"""The MMDetection 3.x adapter (mmdet 3.3, mmengine 0.10.7, mmcv 2.1): config, engine, data, schedules,
 evaluation, export.
 
 Imported only where mmdet 3.x is installed (``model_hub_mmdet.generation``). Importing it patches nothing;
@@ -7,7 +7,7 @@ Imported only where mmdet 3.x is installed (``model_hub_mmdet.generation``). Imp
 
 from __future__ import annotations
 
-from typing import Any
+from model_hub_mmdet import generation
 
 REQUIRES = ("mmengine", "mmcv", "mmdet")  # what must import for this adapter to work (checked by generation.adapter)
 _ready = False
@@ -30,13 +30,4 @@ def setup() -> None:
     _ready = True
 
 
-def __getattr__(name: str) -> Any:
-    if name == "MMDetTrial":
-        from model_hub_mmdet.mmdet3.trial import MMDetTrial
-
-        return MMDetTrial
-    if name == "build_mmdet_config":
-        from model_hub_mmdet.mmdet3.config import build_mmdet_config
-
-        return build_mmdet_config
-    raise AttributeError(f"module 'model_hub_mmdet.mmdet3' has no attribute {name!r}")
+__getattr__ = generation.adapter_getattr(__name__)

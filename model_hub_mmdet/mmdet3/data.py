@@ -17,28 +17,24 @@ follow ``data.bad_images`` as in 2.x (:mod:`model_hub_mmdet.bad_images`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-import torch
-from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import Dataset
 
+from model_hub_mmdet import loaders
 from model_hub_mmdet.bad_images import (
     SKIPPED_INDICES_KEY,
     SKIPPED_KEY,
     BadImagePolicy,
-    BadImageTracker,
     skipped_indices,
     skipped_samples,
 )
 from model_hub_mmdet.errors import ConfigError
-from model_hub_mmdet.loaders import INDEX_KEY, IndexedDataset, TrainLoader, collate_checked, strip_bookkeeping
+from model_hub_mmdet.loaders import INDEX_KEY, TrainLoader, strip_bookkeeping
 from model_hub_mmdet.mmdet3.datasets import aspect_ratio_flags
 from model_hub_mmdet.mmdet3.transport import pack_batch, unpack_batch
-from model_hub_mmdet.sampling import GroupBatchSampler, ResumableBatchSampler, SeededDataset
-from model_hub_mmdet.workers import worker_init
 
 __all__ = ["INDEX_KEY", "SKIPPED_INDICES_KEY", "SKIPPED_KEY", "build_collate", "build_train_loader",
            "build_val_loader", "groups_by_aspect_ratio", "skipped_indices", "skipped_samples", "strip_bookkeeping"]
@@ -88,28 +84,6 @@ class _ImagePaths:
         return self._infos
 
 
-class _SampleKeys:
-    """What the prefetcher sees of the training set: sample key ``k`` is index ``k % len``."""
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = _ImagePaths(dataset)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-
-def _with_prefetch(sampler: ResumableBatchSampler, dataset: Any, file_client_args: Mapping | None) -> Any:
-    """With an object store whose ``prefetch`` is > 0 (and a cache), the images of the next batches of this slot are
-    fetched into the local cache ahead of the loader (:mod:`model_hub_mmdet.storage.prefetch`)."""
-    from model_hub_mmdet.storage import object_backend
-    from model_hub_mmdet.storage.prefetch import PrefetchBatchSampler
-
-    backend = object_backend(dict(file_client_args)) if file_client_args else None
-    if backend is None or backend.cache is None or not backend.prefetch or backend.prefetch <= 0:
-        return sampler
-    return PrefetchBatchSampler(sampler, _SampleKeys(dataset), backend, backend.prefetch, backend.prefetch_threads)
-
-
 def build_train_loader(
     dataset: Dataset,
     batch_size: int,
@@ -124,30 +98,19 @@ def build_train_loader(
     bad_images: Mapping | BadImagePolicy | None = None,
     worker_niceness: int = 0,
 ) -> TrainLoader:
-    """The endless, resumable, group-batched training loader of one slot (see the module docstring); with an
-    object-store ``file_client_args`` whose ``prefetch`` is > 0, its images are fetched ahead."""
+    """The endless, resumable, group-batched training loader of one slot (see the module docstring;
+    :func:`model_hub_mmdet.loaders.build_train_loader`); with an object-store ``file_client_args`` whose
+    ``prefetch`` is > 0, its images are fetched ahead."""
     from mmengine.dataset import pseudo_collate
 
-    policy = BadImagePolicy.from_config(bad_images)
     if group_by_aspect_ratio and getattr(dataset, "flag", None) is None:
         dataset.flag = aspect_ratio_flags(dataset)  # read by the sampler and by bad-image substitution
-    groups = GroupBatchSampler.for_dataset(dataset, batch_size, num_replicas=num_replicas, seed=seed, shuffle=shuffle)
-    resumable = ResumableBatchSampler(groups, len(dataset), rank=rank)
-    generator = torch.Generator()  # worker base seeds must not draw from the global torch RNG
-    generator.manual_seed(seed)
-    loader = TrainLoader(
-        SeededDataset(dataset, seed),
-        batch_sampler=_with_prefetch(resumable, dataset, file_client_args),
-        num_workers=num_workers,
-        collate_fn=partial(collate_checked, collate=collate or pseudo_collate, pack=pack_batch),
-        persistent_workers=num_workers > 0,
-        generator=generator,
-        worker_init_fn=worker_init(worker_niceness),
-    )
-    loader.resumable = resumable
-    loader.unpack = unpack_batch  # the main process restores what a worker packed (transport.py)
-    loader.tracker = BadImageTracker(policy, samples_per_pass=len(resumable) * batch_size, batch_size=_batch_size)
-    return loader
+    fmt = loaders.BatchFormat(collate=collate or pseudo_collate, count=_batch_size, pack=pack_batch,
+                              unpack=unpack_batch)
+    return loaders.build_train_loader(dataset, batch_size, fmt, num_workers=num_workers, seed=seed, rank=rank,
+                                      num_replicas=num_replicas, shuffle=shuffle, images=_ImagePaths(dataset),
+                                      file_client_args=file_client_args, bad_images=bad_images,
+                                      worker_niceness=worker_niceness)
 
 
 def build_val_loader(
@@ -158,36 +121,13 @@ def build_val_loader(
     bad_images: Mapping | BadImagePolicy | None = None,
     worker_niceness: int = 0,
 ) -> Any:
-    """Determined's DataLoader over :class:`IndexedDataset`, in order, no padding: each image once. An unreadable
-    image is a DataError naming the file, raised in the main process; with ``bad_images: {skip_at_validation:
-    true}`` it is left out of its batch instead and each pass logs how many were left out."""
-    from determined import pytorch
+    """Determined's DataLoader over :class:`~model_hub_mmdet.loaders.IndexedDataset`, in order, no padding: each
+    image once (:func:`model_hub_mmdet.loaders.build_val_loader`). An unreadable image is a DataError naming the
+    file, raised in the main process; with ``bad_images: {skip_at_validation: true}`` it is left out of its batch
+    instead and each pass logs how many were left out."""
     from mmengine.dataset import pseudo_collate
 
-    policy = BadImagePolicy.from_config(bad_images)
-
-    class ValidationLoader(pytorch.DataLoader):
-        def get_data_loader(self, *args: Any, **kwargs: Any) -> TorchDataLoader:
-            loader = super().get_data_loader(*args, **kwargs)
-            loader.__class__ = _CheckedLoader  # same object, its iterator checks each batch
-            loader.tracker = BadImageTracker(policy, samples_per_pass=len(dataset), batch_size=_batch_size)
-            return loader
-
-    return ValidationLoader(
-        IndexedDataset(dataset),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        worker_init_fn=worker_init(worker_niceness),
-        collate_fn=partial(collate_checked, collate=collate or pseudo_collate,
-                           skip_bad_images=policy.skip_at_validation, pack=pack_batch),
-    )
-
-
-class _CheckedLoader(TorchDataLoader):
-    """A torch DataLoader whose batches pass through ``tracker.validation_pass`` (in the main process)."""
-
-    tracker: BadImageTracker
-
-    def __iter__(self) -> Iterator:
-        return self.tracker.validation_pass(unpack_batch(batch) for batch in super().__iter__())
+    fmt = loaders.BatchFormat(collate=collate or pseudo_collate, count=_batch_size, pack=pack_batch,
+                              unpack=unpack_batch)
+    return loaders.build_val_loader(dataset, batch_size, fmt, num_workers=num_workers, bad_images=bad_images,
+                                    worker_niceness=worker_niceness)

@@ -34,27 +34,12 @@ from typing import Any
 
 import torch
 
+from model_hub_mmdet.engine import LoaderView
 from model_hub_mmdet.errors import ConfigError
 from model_hub_mmdet.mmdet3.config import unknown_type
 from model_hub_mmdet.mmdet3.schedules import loop_is_iter_based
 
 logger = logging.getLogger("model_hub_mmdet")
-
-class _LoaderView:
-    """What hooks read of ``runner.train_dataloader``: the dataset (the real one, so a pipeline switch reaches it)
-    and its length. ``persistent_workers`` is False so hooks leave torch's internals alone; the facade restarts
-    the workers itself."""
-
-    persistent_workers = False
-
-    def __init__(self, dataset: Any, length: Callable[[], int], batch_size: int) -> None:
-        self.dataset = dataset
-        self._length = length
-        self.batch_size = batch_size
-
-    def __len__(self) -> int:
-        return self._length()
-
 
 class _LoopView:
     """What hooks read of ``runner.train_loop``."""
@@ -63,7 +48,7 @@ class _LoopView:
         self._runner = runner
 
     @property
-    def dataloader(self) -> _LoaderView:
+    def dataloader(self) -> LoaderView:
         """The training loader, as ``runner.train_dataloader``."""
         return self._runner.train_dataloader
 
@@ -100,7 +85,8 @@ def _pipeline_state(dataset: Any) -> tuple:
 
 
 class RunnerFacade:
-    """The runner that mmengine hooks see (see the module docstring).
+    """The runner that mmengine hooks see (see the module docstring); the trial calls it through the runner facade's
+    protocol (:class:`model_hub_mmdet.engine.RunnerFacade`).
 
     Args:
         cfg: the final config.
@@ -148,7 +134,7 @@ class RunnerFacade:
         self._iters_per_epoch = iters_per_epoch
         self._max_iters = max_iters
         self._restart_workers = restart_workers
-        self.train_dataloader = _LoaderView(train_dataset, iters_per_epoch, batch_size)
+        self.train_dataloader = LoaderView(train_dataset, iters_per_epoch, batch_size)
         self.train_loop = _LoopView(self)
         self.message_hub = MessageHub.get_instance(experiment_name)  # the current instance: models read it
         self.logger = MMLogger.get_current_instance()
@@ -225,8 +211,10 @@ class RunnerFacade:
                 self._restart_workers()
         self.call("before_train_iter", batch_idx=self._inner(batch_idx), data_batch=data_batch)
 
-    def after_iter(self, batch_idx: int, data_batch: Any = None, outputs: Mapping | None = None) -> None:
-        """After training batch ``batch_idx``: ``after_train_iter``, and ``after_train_epoch`` at an epoch's end."""
+    def after_iter(self, batch_idx: int, data_batch: Any = None, outputs: Mapping | None = None,
+                   loss: torch.Tensor | None = None, num_samples: int = 0) -> None:
+        """After training batch ``batch_idx``: ``after_train_iter`` (``outputs``: the log_vars), and
+        ``after_train_epoch`` at an epoch's end."""
         self.call("after_train_iter", batch_idx=self._inner(batch_idx), data_batch=data_batch, outputs=outputs)
         self.iter = batch_idx + 1
         if (batch_idx + 1) % self._iters_per_epoch() == 0:
@@ -253,7 +241,7 @@ class RunnerFacade:
         self.iter, self._epoch_open = batch_idx, False
 
     # -- checkpoints ----------------------------------------------------------------------------------------
-    def checkpoint_state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """What hooks add to an mmengine checkpoint (``before_save_checkpoint``): the keys they added, and the
         model weights they replaced in its ``state_dict`` (EMAHook puts the averaged weights there)."""
         state = OrderedDict(self.model.state_dict())
@@ -263,8 +251,8 @@ class RunnerFacade:
         extra = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "meta")}
         return {"added": extra, "state_dict_changes": changed}
 
-    def load_checkpoint_state(self, saved: Mapping[str, Any]) -> None:
-        """Give hooks the checkpoint :meth:`checkpoint_state` described (``after_load_checkpoint``, resuming)."""
+    def load_state_dict(self, saved: Mapping[str, Any]) -> None:
+        """Give hooks the checkpoint :meth:`state_dict` described (``after_load_checkpoint``, resuming)."""
         if not saved:
             return
         state = OrderedDict(self.model.state_dict())

@@ -18,7 +18,7 @@ def test_auto_scale_lr_save_cfg_and_syncbn_on_the_cpu(shapes_dir: Path, det_loca
                                                       caplog: pytest.LogCaptureFixture) -> None:
     from mmengine.config import Config
 
-    from model_hub_mmdet.mmdet3.trial import MMDetTrial
+    from model_hub_mmdet import MMDetTrial
 
     seen: list = []
 
@@ -33,7 +33,7 @@ def test_auto_scale_lr_save_cfg_and_syncbn_on_the_cpu(shapes_dir: Path, det_loca
         train_local(conf, Recording, validation_period=100)
     trial = seen[0]
     # auto_scale_lr.base_batch_size is 16 (mmdet's default runtime): the global batch of 2 scales lr 0.004 by 2/16.
-    assert trial.base_hyperparameters[0]["lr"] == pytest.approx(0.004 * 2 / 16)
+    assert trial.engine.base_hyperparameters[0]["lr"] == pytest.approx(0.004 * 2 / 16)
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in trial.detector.modules())
     assert "SyncBN needs CUDA; converted to BatchNorm for this CPU run" in caplog.text
     saved = Config.fromfile(str(det_local / "cfg" / "rtmdet_tiny_shapes.py"))

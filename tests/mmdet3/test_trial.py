@@ -25,7 +25,7 @@ def recording(cls: type, seen: list) -> type:
 def test_rtmdet_trains_validates_and_runs_its_hooks(shapes_dir: Path, det_local: Path) -> None:
     from mmengine.logging import MessageHub
 
-    from model_hub_mmdet.mmdet3.trial import MMDetTrial
+    from model_hub_mmdet import MMDetTrial
 
     seen: list = []
     conf = experiment(shapes_dir, "rtmdet", max_batches=6)
@@ -68,7 +68,7 @@ def test_dino_trains_and_validates(shapes_dir: Path, det_local: Path) -> None:
 
 
 def test_yolox_runs_its_mode_switch_sync_norm_and_ema_hooks(shapes_dir: Path, det_local: Path) -> None:
-    from model_hub_mmdet.mmdet3.trial import MMDetTrial
+    from model_hub_mmdet import MMDetTrial
 
     seen: list = []
     conf = experiment(shapes_dir, "yolox", max_batches=12)
@@ -77,7 +77,7 @@ def test_yolox_runs_its_mode_switch_sync_norm_and_ema_hooks(shapes_dir: Path, de
     assert result.batches_trained == 12 and "coco/bbox_mAP" in result.validations[-1]
     assert trial.detector.bbox_head.use_l1  # YOLOXModeSwitchHook: L1 loss from epoch 1 of 3
     assert trial.train_dataset._skip_type_keys == ("Mosaic", "RandomAffine", "MixUp")
-    assert "loss_l1" not in result.training[-1]  # appeared at batch 4: part of loss, metric names stay stable
+    assert "loss_l1" not in result.training[-1]  # appeared at batch 4: reported from the next period (none here)
 
 
 def test_test_mode_scores_only_the_images_it_covered(shapes_dir: Path, det_local: Path) -> None:
@@ -100,3 +100,23 @@ def test_a_user_hook_sees_what_mmengines_runner_shows_it(shapes_dir: Path, det_l
     assert ("after_train_iter", 0, 3, 3, "loss") in CALLS and ("after_train_epoch", 0, 4) in CALLS
     assert ("before_train_epoch", 1, 4, 2, 4) in CALLS and ("after_train_iter", 1, 5, 1, "loss") in CALLS
     assert CALLS[-2:] == [("before_val_epoch", 6), ("after_val_epoch", True)]
+
+
+def test_a_loss_term_appearing_mid_run_is_reported_from_the_next_period(shapes_dir: Path, det_local: Path) -> None:
+    # The loss-term policy of both generations (tests/test_trial.py has the 2.x twin): a term first logged at batch 1
+    # joins the training metrics with the next reporting period; a batch without it reports 0.0.
+    from model_hub_mmdet import MMDetTrial
+
+    class Probe(MMDetTrial):
+        def forward_loss(self, data):
+            loss, log_vars = super().forward_loss(data)
+            if self.batches_trained in (1, 2):
+                log_vars = {**log_vars, "loss_extra": torch.tensor(0.5)}
+            return loss, log_vars
+
+    conf = experiment(shapes_dir, "mask_rcnn", max_batches=4)
+    conf["scheduling_unit"] = 2  # training metrics reported every 2 batches
+    result = train_local(conf, Probe, validation_period=100, checkpoint_period=0)
+    assert [t["batches"] for t in result.training] == [2, 4]
+    assert "loss_extra" not in result.training[0]
+    assert result.training[1]["loss_extra"] == pytest.approx(0.25)  # batch 2: 0.5, batch 3: missing, 0.0
