@@ -382,15 +382,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help=options_help + "; written there, and the schedule and batch are read after them")
     p.set_defaults(func=_cmd_init)
 
-    p = sub.add_parser("check", help="validate an experiment YAML offline and summarise it")
-    p.add_argument("experiment", help=experiment_help)
-    p.add_argument("--context", help="context directory (default: current directory, as det experiment create .)")
-    p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=options_help)
-    p.set_defaults(func=_cmd_check)
+    def experiment_command(name: str, help_: str, func: Any, context: str = "current directory") -> Any:
+        """A subcommand of one experiment (or config), its context directory and --cfg-options."""
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("experiment", help=experiment_help + ("; with --nproc N, N slots" if name == "train" else ""))
+        p.add_argument("--context", help=f"context directory (default: {context})")
+        p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=options_help)
+        p.set_defaults(func=func)
+        return p
 
-    p = sub.add_parser("train", help="train an experiment on this machine with Determined's Trainer")
-    p.add_argument("experiment", help=experiment_help + "; with --nproc N, N slots")
-    p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=options_help)
+    experiment_command("check", "validate an experiment YAML offline and summarise it", _cmd_check,
+                       context="current directory, as det experiment create .")
+    p = experiment_command("train", "train an experiment on this machine with Determined's Trainer", _cmd_train)
     p.add_argument("--local", action="store_true", help="run here, without a cluster (required)")
     p.add_argument("--max-batches", type=int, help="train this many batches (default: searcher.max_length)")
     p.add_argument("--validation-period", type=int, help="validate every N batches")
@@ -401,15 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", help="Determined checkpoint directory to continue from")
     p.add_argument("--auto-resume", action="store_true",
                    help="continue from the newest complete checkpoint of --out (like mmdet's --auto-resume)")
-    p.add_argument("--context", help="context directory (default: current directory)")
     p.add_argument("--out", help="output directory for plots, logs and exports (default: runs/NAME-TIME)")
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("print-config", help="print the final MMDetection config (secrets redacted)")
-    p.add_argument("experiment", help=experiment_help)
-    p.add_argument("--context", help="context directory (default: current directory)")
-    p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=options_help)
-    p.set_defaults(func=_cmd_print_config)
+    experiment_command("print-config", "print the final MMDetection config (secrets redacted)", _cmd_print_config)
 
     p = sub.add_parser("export", help="write a native mmdet checkpoint (+ config .py) from a Determined checkpoint")
     p.add_argument("checkpoint", help="checkpoint directory or UUID")
