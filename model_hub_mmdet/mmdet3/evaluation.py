@@ -19,6 +19,8 @@ import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from model_hub_mmdet import metric_names as rules
 from model_hub_mmdet.gather import PredictionGatherer
 from model_hub_mmdet.metric_names import MetricNames, numeric_metrics
@@ -65,7 +67,8 @@ def metric_names(evaluator: Any, classes: Sequence[str] | None = None) -> Metric
             kwargs.update({k: v for k, v in cfg.items() if k != "type"})
             out.names += rules.prefixed(prefix, rule(kwargs, list(classes or [])))
             continue
-        keys = _ask(cfg, classes)
+        built_prefix, keys = _ask(cfg, classes)
+        prefix = built_prefix if built_prefix is not None else prefix
         if keys is None:
             out.unknown.append(f"{cls.__name__} (prefix {prefix!r})" if prefix else cls.__name__)
             out.unknown_prefixes.append(str(prefix or ""))
@@ -80,9 +83,10 @@ def expected_metric_names(evaluator: Any, classes: Sequence[str] | None = None) 
     return metric_names(evaluator, classes).names
 
 
-def _ask(cfg: Mapping, classes: Sequence[str] | None) -> list[str] | None:
-    """The keys a metric's own ``compute_metrics`` returns for one synthetic 32x32 image with one object found
-    (None when the metric cannot take it: it needs files or inputs of its own)."""
+def _ask(cfg: Mapping, classes: Sequence[str] | None) -> tuple[str | None, list[str] | None]:
+    """The prefix of the metric as built (None if it does not build) and the keys its own ``compute_metrics``
+    returns for one synthetic 32x32 image with one object found (None when the metric cannot take it: it needs
+    files or inputs of its own)."""
     import copy
 
     import torch
@@ -98,17 +102,24 @@ def _ask(cfg: Mapping, classes: Sequence[str] | None) -> list[str] | None:
         "pred_instances": {"bboxes": box, "scores": torch.tensor([0.9]), "labels": label, "masks": mask},
         "gt_instances": {"bboxes": box, "labels": label, "masks": mask},
         "ignored_instances": {"bboxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)},
-        "instances": [{"bbox": [2.0, 2.0, 20.0, 20.0], "bbox_label": 0, "ignore_flag": 0}],
+        "instances": [{"bbox": [2.0, 2.0, 20.0, 20.0], "bbox_label": 0, "ignore_flag": 0, "is_group_of": False,
+                       "mask": [[2.0, 2.0, 20.0, 2.0, 20.0, 20.0, 2.0, 20.0]]}],
     }
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             metric = METRICS.build(copy.deepcopy(dict(cfg)))
-            metric.dataset_meta = {"classes": tuple(classes or ("object",))}
+    except Exception:  # noqa: BLE001 - a metric that does not build here is known by its first run
+        return None, None
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            names = tuple(classes or ("object",))
+            metric.dataset_meta = {"classes": names, "RELATION_MATRIX": np.eye(len(names), dtype=bool)}
             metric.process({}, [sample])
             computed = metric.compute_metrics(metric.results)
-    except Exception:  # noqa: BLE001 - a metric that needs more than a synthetic image is asked by its first run
-        return None
-    return [str(k) for k, v in (computed or {}).items() if isinstance(v, numbers.Real) and not isinstance(v, bool)]
+    except Exception:  # noqa: BLE001 - a metric that needs more than a synthetic image is known by its first run
+        return metric.prefix, None
+    keys = [str(k) for k, v in (computed or {}).items() if isinstance(v, numbers.Real) and not isinstance(v, bool)]
+    return metric.prefix, keys
 
 
 def _coco(kw: Mapping[str, Any], classes: list[str]) -> list[str]:

@@ -39,9 +39,9 @@ def test_rules_give_what_compute_metrics_returns(cfg: dict) -> None:
     from mmdet.registry import METRICS
 
     cls = METRICS.get(cfg["type"])
-    prefix = cfg.get("prefix") if cfg.get("prefix") is not None else cls.default_prefix
-    asked = _ask(cfg, THINGS)
-    assert asked is not None  # the metric took the synthetic image
+    prefix = cfg.get("prefix") or cls.default_prefix  # BaseMetric: an empty prefix is the default one
+    built_prefix, asked = _ask(cfg, THINGS)
+    assert built_prefix == prefix and asked is not None  # the metric took the synthetic image
     assert sorted(expected_metric_names(cfg, THINGS)) == sorted(f"{prefix}/{k}" if prefix else k for k in asked)
 
 

@@ -13,7 +13,7 @@ import yaml
 from kinds_data import STUFF, THINGS, make_coco_panoptic
 
 PANOPTIC_CONFIG = """
-_base_ = 'mmdet::panoptic_fpn/panoptic_fpn_r50_fpn_1x_coco.py'
+_base_ = 'mmdet::panoptic_fpn/panoptic-fpn_r50_fpn_1x_coco.py'
 model = dict(
     backbone=dict(depth=18, init_cfg=None),
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=32),
