@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.schedule_length import ScheduleLength
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def _runner_is_iter_based(runner_type: str) -> bool:
     return issubclass(cls, IterBasedRunner)
 
 
-class Schedule:
+class Schedule(ScheduleLength):
     """Applies ``cfg.lr_config`` / ``cfg.momentum_config`` to an optimizer exactly like mmcv's runner.
 
     Call :meth:`before_iter` with the global 0-based batch index before every optimizer step. With
@@ -276,14 +277,7 @@ class Schedule:
     def before_iter(self, batch_idx: int) -> None:
         """Set every param group's LR and momentum (or Adam's beta1) for global 0-based batch ``batch_idx``,
         as mmcv's runner would before that iteration."""
-        if batch_idx < 0:
-            raise ValueError(f"batch_idx must be >= 0, got {batch_idx}")
-        if batch_idx >= self.max_iters:
-            if not self._warned_past_end:
-                logger.warning("batch %d is past the schedule's %d iterations; keeping the last iteration's LR",
-                               batch_idx, self.max_iters)
-                self._warned_past_end = True
-            batch_idx = self.max_iters - 1
+        batch_idx = self.within_schedule(batch_idx, "LR")
         runner = self._runner
         runner.iter = batch_idx
         if self.by_iter_runner:

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from model_hub_mmdet.errors import ConfigError
+from model_hub_mmdet.schedule_length import ScheduleLength
 
 logger = logging.getLogger("model_hub_mmdet")
 
@@ -85,7 +86,7 @@ def scheduler_configs(param_scheduler: Any) -> list[Mapping[str, Any]]:
     return list(items)
 
 
-class Schedule:
+class Schedule(ScheduleLength):
     """Applies a config's ``param_scheduler`` to an optimizer exactly as mmengine's runner does.
 
     Call :meth:`before_iter` with the global 0-based batch index before every optimizer step.
@@ -166,14 +167,7 @@ class Schedule:
 
     def values_at(self, batch_idx: int) -> list[dict[str, Any]]:
         """The scheduled hyperparameters of every param group for 0-based batch ``batch_idx``."""
-        if batch_idx < 0:
-            raise ValueError(f"batch_idx must be >= 0, got {batch_idx}")
-        if batch_idx >= self.max_iters:
-            if not self._warned_past_end:
-                logger.warning("batch %d is past the schedule's %d iterations; keeping the last iteration's values",
-                               batch_idx, self.max_iters)
-                self._warned_past_end = True
-            batch_idx = self.max_iters - 1
+        batch_idx = self.within_schedule(batch_idx, "values")
         if batch_idx < self._position:
             self._rebuild()
         while self._position < batch_idx:
