@@ -74,18 +74,9 @@ def install_checks() -> None:
     annotations.install()
 
 
-def build_train_loader(
-    dataset: Dataset,
-    batch_size: int,
-    num_workers: int,
-    seed: int,
-    rank: int = 0,
-    num_replicas: int = 1,
-    shuffle: bool = True,
-    file_client_args: Mapping | None = None,
-    bad_images: Mapping | BadImagePolicy | None = None,
-    worker_niceness: int = 0,
-) -> TrainLoader:
+def build_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, rank: int = 0,
+                       num_replicas: int = 1, shuffle: bool = True, file_client_args: Mapping | None = None,
+                       bad_images: Mapping | BadImagePolicy | None = None, worker_niceness: int = 0) -> TrainLoader:
     """The endless, resumable, group-batched training loader of one slot (:func:`model_hub_mmdet.loaders.
     build_train_loader` with mmcv's collate, the whole batch in one DataContainer chunk, packed for the trip from a
     worker by :mod:`.transport`). With an object-store ``file_client_args`` whose ``prefetch`` is > 0, the images
@@ -98,13 +89,8 @@ def build_train_loader(
                                       worker_niceness=worker_niceness)
 
 
-def build_val_loader(
-    dataset: Dataset,
-    batch_size: int,
-    num_workers: int,
-    bad_images: Mapping | BadImagePolicy | None = None,
-    worker_niceness: int = 0,
-) -> Any:
+def build_val_loader(dataset: Dataset, batch_size: int, num_workers: int,
+                     bad_images: Mapping | BadImagePolicy | None = None, worker_niceness: int = 0) -> Any:
     """Determined's DataLoader over :class:`IndexedDataset`, in order, no padding: each image once
     (:func:`model_hub_mmdet.loaders.build_val_loader` with mmcv's collate). An unreadable image is a DataError
     naming the file, raised in the main process; with ``bad_images: {skip_at_validation: true}`` it is left out of

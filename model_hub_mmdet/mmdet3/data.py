@@ -84,20 +84,10 @@ class _ImagePaths:
         return self._infos
 
 
-def build_train_loader(
-    dataset: Dataset,
-    batch_size: int,
-    num_workers: int,
-    seed: int,
-    rank: int = 0,
-    num_replicas: int = 1,
-    shuffle: bool = True,
-    group_by_aspect_ratio: bool = True,
-    collate: Callable[[list], Any] | None = None,
-    file_client_args: Mapping | None = None,
-    bad_images: Mapping | BadImagePolicy | None = None,
-    worker_niceness: int = 0,
-) -> TrainLoader:
+def build_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, rank: int = 0,
+                       num_replicas: int = 1, shuffle: bool = True, group_by_aspect_ratio: bool = True,
+                       collate: Callable[[list], Any] | None = None, file_client_args: Mapping | None = None,
+                       bad_images: Mapping | BadImagePolicy | None = None, worker_niceness: int = 0) -> TrainLoader:
     """The endless, resumable, group-batched training loader of one slot (see the module docstring;
     :func:`model_hub_mmdet.loaders.build_train_loader`); with an object-store ``file_client_args`` whose
     ``prefetch`` is > 0, its images are fetched ahead."""
@@ -113,14 +103,8 @@ def build_train_loader(
                                       worker_niceness=worker_niceness)
 
 
-def build_val_loader(
-    dataset: Dataset,
-    batch_size: int,
-    num_workers: int,
-    collate: Callable[[list], Any] | None = None,
-    bad_images: Mapping | BadImagePolicy | None = None,
-    worker_niceness: int = 0,
-) -> Any:
+def build_val_loader(dataset: Dataset, batch_size: int, num_workers: int, collate: Callable[[list], Any] | None = None,
+                     bad_images: Mapping | BadImagePolicy | None = None, worker_niceness: int = 0) -> Any:
     """Determined's DataLoader over :class:`~model_hub_mmdet.loaders.IndexedDataset`, in order, no padding: each
     image once (:func:`model_hub_mmdet.loaders.build_val_loader`). An unreadable image is a DataError naming the
     file, raised in the main process; with ``bad_images: {skip_at_validation: true}`` it is left out of its batch

@@ -99,6 +99,11 @@ class RunnerFacade:
         config_text: the final config's text for ``runner.cfg.pretty_text`` (RuntimeInfoHook records it).
     """
 
+    # what mmengine's runner has that hooks may read, and no loop of its own here
+    work_dir = log_dir = "."
+    visualizer = val_loop = val_dataloader = None
+    _resume = False
+
     def __init__(
         self,
         cfg: Any,
@@ -123,14 +128,7 @@ class RunnerFacade:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
-        self.experiment_name = experiment_name
-        self.work_dir = "."
-        self.log_dir = "."
-        self.timestamp = experiment_name
-        self.visualizer = None
-        self.val_loop = None
-        self.val_dataloader = None
-        self._resume = False
+        self.experiment_name = self.timestamp = experiment_name
         self._iters_per_epoch = iters_per_epoch
         self._max_iters = max_iters
         self._restart_workers = restart_workers
