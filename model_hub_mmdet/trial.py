@@ -414,6 +414,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
     @property
     def hook_runner(self) -> RunnerFacade:
         """Deprecated name of :attr:`runner` (2.x)."""
+        warnings.warn("hook_runner is deprecated; use runner", DeprecationWarning, stacklevel=2)
         return self.runner
 
     def build_callbacks(self) -> dict[str, pytorch.PyTorchCallback]:
