@@ -18,9 +18,37 @@ logger = logging.getLogger("model_hub_mmdet")
 HONOURED, REPLACED, REFUSED, VARIABLE = "honoured", "replaced", "refused", "variable"
 
 
+def key_table(text: str) -> dict[str, tuple[str, str]]:
+    """A generation's table of keys, written as rows ``key | how | what does its job``; a row whose key and how
+    are blank continues the row above (its text joined with a space). Returns {key: (how, what)} in row order."""
+    table: dict[str, tuple[str, str]] = {}
+    key = ""
+    for line in text.strip().splitlines():
+        name, how, what = (part.strip() for part in line.split("|", 2))
+        if name:
+            if how not in (HONOURED, REPLACED, REFUSED, VARIABLE):
+                raise ValueError(f"key table row {name}: {how!r} is not one of honoured, replaced, refused, variable")
+            key, table[name] = name, (how, what)
+        else:
+            table[key] = (table[key][0], f"{table[key][1]} {what}")
+    return table
+
+
 def is_set(value: Any) -> bool:
     """Whether a config value asks for something (None, False and empty containers do not)."""
     return value is not None and value is not False and value != {} and value != []
+
+
+def variables(names: list[str], reader: str) -> dict[str, tuple[str, str]]:
+    """Table rows for the zoo's config variables: read inside the config files, by no tool of ``reader``'s."""
+    return {name: (VARIABLE, f"a variable of the config file; {reader} nowhere, nor does the trial") for name in names}
+
+
+def resume_refusal(key: str, value: Any, instead: str) -> str:
+    """The one line refusing a runner's own resume setting (``resume_from``, ``resume``), and what to set
+    ``instead``."""
+    return (f"{key}={value!r}: Determined resumes from its own checkpoints (train --local --resume DIR or"
+            f" --auto-resume; on a cluster, the experiment's checkpoints); {instead}")
 
 
 def account(

@@ -16,56 +16,68 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from model_hub_mmdet.config_keys import HONOURED, REFUSED, REPLACED, VARIABLE, account
+from model_hub_mmdet.config_keys import (
+    HONOURED,
+    REFUSED,
+    REPLACED,
+    VARIABLE,
+    account,
+    key_table,
+    resume_refusal,
+    variables,
+)
 from model_hub_mmdet.config_keys import is_set as _set
 
-KEYS: dict[str, tuple[str, str]] = {
-    # used as mmengine's runner uses them
-    "model": (HONOURED, "MODELS.build, init_weights (SyncBN as BatchNorm without CUDA)"),
-    "data_preprocessor": (HONOURED, "the model's data_preprocessor when model sets none, as the runner does"),
-    "train_dataloader": (HONOURED, "DATASETS.build, sampler, batch_sampler, collate_fn, num_workers; batch_size ="
-                                   " global_batch_size / slots"),
-    "val_dataloader": (HONOURED, "the validation set, shared out between the slots"),
-    "train_cfg": (HONOURED, "the loop's unit (epochs or iterations) for the schedule and hooks, its length when"
-                            " searcher.max_length is absent; val_interval and dynamic_intervals are replaced (below)"),
-    "val_cfg": (HONOURED, "validation runs when it and val_dataloader are set; ValLoop's fp16 autocasts on GPUs"),
-    "optim_wrapper": (HONOURED, "mmengine's build_optim_wrapper (paramwise_cfg, constructors, clip_grad, AMP on"
-                                " GPUs); accumulative_counts needs optimizations.aggregation_frequency"),
-    "param_scheduler": (HONOURED, "mmengine's schedulers, applied per batch as the runner applies them"),
-    "val_evaluator": (HONOURED, "the metrics of each validation (coco/bbox_mAP, ...)"),
-    "custom_hooks": (HONOURED, "run at mmengine's runner calls in priority order; hooks Determined replaces are"
-                               " named in one INFO line"),
-    "custom_imports": (HONOURED, "imported before the config is used (modules of the context directory too)"),
-    "default_scope": (HONOURED, "the registry scope (mmdet unless set)"),
-    "load_from": (HONOURED, "warm start from these weights"),
-    "auto_scale_lr": (HONOURED, "enable=True or hyperparameters.auto_scale_lr scales every group's lr by the"
-                                " global batch / base_batch_size"),
-    "randomness": (HONOURED, "seed when Determined sets no trial seed (reproducibility.experiment_seed first),"
-                             " diff_rank_seed, deterministic"),
-    "env_cfg": (HONOURED, "cudnn_benchmark, mp_cfg (start method, opencv threads), resource_limit; dist_cfg is"
-                          " Determined's launch (nccl on GPUs, gloo on CPUs)"),
-    "find_unused_parameters": (HONOURED, "nothing to pass on one slot (no DDP); refused on more, since Determined's"
-                                         " wrap_model takes no DDP options"),
-    "model_wrapper_cfg": (HONOURED, "find_unused_parameters as above; other wrappers are refused"),
-    "sync_bn": (HONOURED, "BatchNorm -> SyncBatchNorm when several GPUs train, as the runner converts it"),
-    "activation_checkpointing": (HONOURED, "mmengine's turn_on_activation_checkpointing on those modules"),
-    "efficient_conv_bn_eval": (HONOURED, "mmengine's turn_on_efficient_conv_bn_eval on those modules"),
-    # replaced by a named Determined setting
-    "default_hooks": (REPLACED, "Determined's loop: metrics and TensorBoard (timer, logger), the trial's schedule"
-                                " (param_scheduler), min_checkpoint_period (checkpoint), the trial's data order"
-                                " (sampler_seed), the predictions picture (visualization)"),
-    "log_processor": (REPLACED, "Determined's training metrics (every loss term, lr), averaged per report"),
-    "visualizer": (REPLACED, "TensorBoard under the run's tensorboard/ and the predictions picture"),
-    "vis_backends": (REPLACED, "TensorBoard under the run's tensorboard/"),
-    "log_level": (REPLACED, "--debug (DEBUG logs), else INFO"),
-    "resume": (REPLACED, "Determined's resume (train --local --resume/--auto-resume; the cluster's checkpoints);"
-                         " load_from for weights only"),
-    "launcher": (REPLACED, "Determined's distributed launch (resources.slots_per_trial, train --local --nproc)"),
-    "work_dir": (REPLACED, "train --local --out; checkpoint_storage"),
-    "experiment_name": (REPLACED, "the experiment file's name"),
-    # refused whenever set
-    "compile": (REFUSED, "torch.compile is not applied by the trial (a subclass's build_model may compile)"),
-}
+__all__ = ["HONOURED", "KEYS", "REFUSED", "REPLACED", "SUBKEYS", "VARIABLE", "account_for_keys", "refusals"]
+
+KEYS: dict[str, tuple[str, str]] = key_table("""
+model                    | honoured | MODELS.build, init_weights (SyncBN as BatchNorm without CUDA)
+data_preprocessor        | honoured | the model's data_preprocessor when model sets none, as the runner does
+train_dataloader         | honoured | DATASETS.build, sampler, batch_sampler, collate_fn, num_workers; batch_size =
+                         |          | global_batch_size / slots
+val_dataloader           | honoured | the validation set, shared out between the slots
+train_cfg                | honoured | the loop's unit (epochs or iterations) for the schedule and hooks, its length
+                         |          | when searcher.max_length is absent; val_interval and dynamic_intervals are
+                         |          | replaced (below)
+val_cfg                  | honoured | validation runs when it and val_dataloader are set; ValLoop's fp16 autocasts
+                         |          | on GPUs
+optim_wrapper            | honoured | mmengine's build_optim_wrapper (paramwise_cfg, constructors, clip_grad, AMP on
+                         |          | GPUs); accumulative_counts needs optimizations.aggregation_frequency
+param_scheduler          | honoured | mmengine's schedulers, applied per batch as the runner applies them
+val_evaluator            | honoured | the metrics of each validation (coco/bbox_mAP, ...)
+custom_hooks             | honoured | run at mmengine's runner calls in priority order; hooks Determined replaces
+                         |          | are named in one INFO line
+custom_imports           | honoured | imported before the config is used (modules of the context directory too)
+default_scope            | honoured | the registry scope (mmdet unless set)
+load_from                | honoured | warm start from these weights
+auto_scale_lr            | honoured | enable=True or hyperparameters.auto_scale_lr scales every group's lr by the
+                         |          | global batch / base_batch_size
+randomness               | honoured | seed when Determined sets no trial seed (reproducibility.experiment_seed
+                         |          | first), diff_rank_seed, deterministic
+env_cfg                  | honoured | cudnn_benchmark, mp_cfg (start method, opencv threads), resource_limit;
+                         |          | dist_cfg is Determined's launch (nccl on GPUs, gloo on CPUs)
+find_unused_parameters   | honoured | nothing to pass on one slot (no DDP); refused on more, since Determined's
+                         |          | wrap_model takes no DDP options
+model_wrapper_cfg        | honoured | find_unused_parameters as above; other wrappers are refused
+sync_bn                  | honoured | BatchNorm -> SyncBatchNorm when several GPUs train, as the runner converts it
+activation_checkpointing | honoured | mmengine's turn_on_activation_checkpointing on those modules
+efficient_conv_bn_eval   | honoured | mmengine's turn_on_efficient_conv_bn_eval on those modules
+default_hooks            | replaced | Determined's loop: metrics and TensorBoard (timer, logger), the trial's
+                         |          | schedule (param_scheduler), min_checkpoint_period (checkpoint), the trial's
+                         |          | data order (sampler_seed), the predictions picture (visualization)
+log_processor            | replaced | Determined's training metrics (every loss term, lr), averaged per report
+visualizer               | replaced | TensorBoard under the run's tensorboard/ and the predictions picture
+vis_backends             | replaced | TensorBoard under the run's tensorboard/
+log_level                | replaced | --debug (DEBUG logs), else INFO
+resume                   | replaced | Determined's resume (train --local --resume/--auto-resume; the cluster's
+                         |          | checkpoints); load_from for weights only
+launcher                 | replaced | Determined's distributed launch (resources.slots_per_trial, train --local
+                         |          | --nproc)
+work_dir                 | replaced | train --local --out; checkpoint_storage
+experiment_name          | replaced | the experiment file's name
+compile                  | refused  | torch.compile is not applied by the trial (a subclass's build_model may
+                         |          | compile)
+""")
 # parts of honoured keys that a Determined setting replaces (named in the same INFO line as replaced keys)
 SUBKEYS: dict[tuple[str, str], str] = {
     ("train_cfg", "val_interval"): "min_validation_period (model-hub-mmdet init converts it)",
@@ -75,27 +87,23 @@ SUBKEYS: dict[tuple[str, str], str] = {
 for _name in ("test_dataloader", "test_evaluator", "test_cfg", "tta_model", "tta_pipeline"):
     KEYS[_name] = (VARIABLE, "read by mmdet's tools/test.py only; training reads it nowhere, nor does the trial")
 # the zoo's config variables: read inside the config files, by no runner
-for _name in ("dataset_type", "data_root", "backend_args", "train_pipeline", "test_pipeline", "max_epochs",
-              "max_iters", "max_iter", "max_epoch", "base_lr", "interval", "norm_cfg", "image_size", "img_scale",
-              "img_scales", "pretrained", "batch_augments", "lang_model_name", "metainfo", "num_classes",
-              "num_last_epochs", "batch_size", "input_size", "embed_multi", "num_things_classes", "num_stuff_classes",
-              "train_pipeline_stage2", "stage2_num_epochs", "checkpoint", "conv_cfg", "dynamic_intervals",
-              "num_stages", "num_proposals", "head_norm_cfg", "depths", "custom_keys", "backbone_norm_multi",
-              "backbone_embed_multi", "teacher_ckpt", "train_dataset", "num_levels", "num_workers", "load_pipeline",
-              "albu_train_transforms", "rpn_weight", "norm_multi", "img_norm_cfg", "cudnn_benchmark",
-              "class_name", "palette", "METAINFO", "data", "optimizer_config"):
-    KEYS[_name] = (VARIABLE, "a variable of the config file; mmengine's runner reads it nowhere, nor does the trial")
+KEYS.update(variables("""
+dataset_type data_root backend_args train_pipeline test_pipeline max_epochs max_iters max_iter max_epoch base_lr
+interval norm_cfg image_size img_scale img_scales pretrained batch_augments lang_model_name metainfo num_classes
+num_last_epochs batch_size input_size embed_multi num_things_classes num_stuff_classes train_pipeline_stage2
+stage2_num_epochs checkpoint conv_cfg dynamic_intervals num_stages num_proposals head_norm_cfg depths custom_keys
+backbone_norm_multi backbone_embed_multi teacher_ckpt train_dataset num_levels num_workers load_pipeline
+albu_train_transforms rpn_weight norm_multi img_norm_cfg cudnn_benchmark class_name palette METAINFO data
+optimizer_config
+""".split(), "mmengine's runner reads it"))
 
 
 def refusals(cfg: Mapping[str, Any]) -> list[str]:
     """Values of keys that nothing here can honour, one line each."""
     problems = []
     if _set(cfg.get("resume")):
-        problems.append(
-            f"resume={cfg['resume']!r}: Determined resumes from its own checkpoints (train --local --resume DIR or"
-            " --auto-resume; on a cluster, the experiment's checkpoints); set resume=False, and load_from to start"
-            " from a checkpoint's weights"
-        )
+        problems.append(resume_refusal("resume", cfg["resume"],
+                                       "set resume=False, and load_from to start from a checkpoint's weights"))
     if _set(cfg.get("compile")):
         problems.append(
             f"compile={cfg['compile']!r}: torch.compile is not applied by MMDetTrial; remove compile (or override"
