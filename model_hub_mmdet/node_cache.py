@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -47,7 +48,7 @@ ALIGN = 64
 MAX_AGE_S = 7 * 24 * 3600  # cache files not used for a week are removed when a new one is written
 CODECS: dict[str, tuple[Callable[[Any], bytes], Callable[[Any], Any]]] = {
     "marshal": (marshal.dumps, marshal.loads),  # builtins only: it writes a numpy array as its bytes
-    "pickle": (lambda obj: pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), pickle.loads),
+    "pickle": (functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL), pickle.loads),
 }
 
 
@@ -59,7 +60,7 @@ def encode(items: Iterable[Any], codec: str = "pickle") -> tuple[np.ndarray, np.
     dumps = CODECS[codec][0]
     blobs = [dumps(item) for item in items]
     offsets = np.zeros(len(blobs) + 1, np.int64)
-    np.cumsum([len(b) for b in blobs], out=offsets[1:])
+    np.cumsum(np.fromiter(map(len, blobs), np.int64, count=len(blobs)), out=offsets[1:])
     data = np.frombuffer(b"".join(blobs), np.uint8) if blobs else np.zeros(0, np.uint8)
     return data, offsets, codec
 

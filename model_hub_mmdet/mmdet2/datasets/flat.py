@@ -77,6 +77,11 @@ def _source_mtime(cls: type) -> int | None:
 
 def _digest(infos: Any) -> str:
     """Which records, in which order (a filtered subset of a file has another digest)."""
+    try:  # the common case, integer ids: cheap
+        ids = np.array([info["id"] for info in infos], np.int64)
+        return hashlib.sha256(ids.tobytes()).hexdigest() + f"-{len(ids)}"
+    except (KeyError, TypeError, ValueError, OverflowError):
+        pass
     keys = [(info.get("id"), info.get("filename")) if isinstance(info, Mapping) else None for info in infos]
     try:
         return hashlib.sha256(marshal.dumps(keys)).hexdigest()
@@ -85,16 +90,19 @@ def _digest(infos: Any) -> str:
 
 
 def _flattenable_coco(coco: Any) -> bool:
-    """pycocotools' instance index with integer image and annotation ids (COCOPanoptic's differs)."""
+    """pycocotools' instance index with integer image ids (COCOPanoptic's index differs; annotation ids are checked
+    while building)."""
     try:
         from pycocotools.coco import COCO
     except ImportError:
         return False
     if not isinstance(coco, COCO) or type(coco).__name__ == "COCOPanoptic" or not hasattr(coco, "imgToAnns"):
         return False
-    ints = (int, np.integer)
-    return all(isinstance(k, ints) and not isinstance(k, bool) for k in coco.imgToAnns) and all(
-        isinstance(k, ints) and not isinstance(k, bool) for k in coco.anns)
+    return np.asarray(list(coco.imgToAnns)).dtype.kind in "iu"
+
+
+class _NotFlat(Exception):
+    """The index has annotation ids that are not integers: it stays as it is."""
 
 
 def _coco_arrays(coco: Any) -> dict[str, np.ndarray]:
@@ -105,8 +113,11 @@ def _coco_arrays(coco: Any) -> dict[str, np.ndarray]:
     groups = [index[k] for k in keys]
     blobs = FlatList.from_items(groups)
     starts = np.zeros(len(groups) + 1, np.int64)
-    np.cumsum([len(g) for g in groups], out=starts[1:])
-    ann_ids = np.fromiter((ann["id"] for group in groups for ann in group), np.int64, count=int(starts[-1]))
+    np.cumsum(np.fromiter(map(len, groups), np.int64, count=len(groups)), out=starts[1:])
+    ann_ids = np.asarray([ann["id"] for group in groups for ann in group])
+    if ann_ids.dtype.kind not in "iu":
+        raise _NotFlat
+    ann_ids = ann_ids.astype(np.int64).reshape(-1)
     order = np.argsort(ann_ids, kind="stable")
     return {"coco.img_keys": np.asarray(keys, np.int64), "coco.ann_starts": starts, "coco.ann_ids": ann_ids,
             "coco.ann_order": order, "coco.ann_sorted": ann_ids[order], **blobs.arrays("coco.anns")}
@@ -132,14 +143,18 @@ def _share(dataset: Any) -> None:
             arrays.update(FlatList.from_items(proposals).arrays("proposals"))
         return arrays
 
-    arrays, how = shared_arrays(key, build)
+    try:
+        arrays, how = shared_arrays(key, build)
+    except _NotFlat:
+        flat_coco = False
+        arrays, how = shared_arrays(key + "-no-coco", build)
     dataset.data_infos = FlatList.from_arrays(arrays, "infos")
     if proposals is not None:
         dataset.proposals = FlatList.from_arrays(arrays, "proposals")
     if flat_coco:
         # a validation dataset keeps pycocotools' index for evaluate; a training one lets it go (rebuilt on demand)
         # (mmdet's load_annotations adds ``filename`` to pycocotools' image records: a rebuilt index gets it too)
-        filename = bool(coco.imgs) and all("filename" in img for img in coco.imgs.values())
+        filename = "filename" in next(iter(coco.imgs.values()), {})
         dataset.coco = FlatCOCO(arrays, full=coco if dataset.test_mode else None,
                                 rebuild=(type(coco), getattr(dataset, "ann_file", None),
                                          getattr(dataset, "file_client", None), filename))
