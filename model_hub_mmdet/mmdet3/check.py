@@ -118,6 +118,35 @@ def annotation_problems(cfg: Any, conf: Mapping[str, Any], context_dir: Path) ->
     return _library_problems(cfg) + found[0]
 
 
+def annotation_warnings(cfg: Any, conf: Mapping[str, Any], context_dir: Path) -> list[str]:
+    """What MMDetection tolerates in the COCO instances files on this machine (trained as it trains it: boxes it
+    drops, crowd regions, ...), one line per file, by the checker both generations share."""
+    from model_hub_mmdet.mmdet3.config.walk import SPLITS, annotated_dataset, split_dataset
+
+    nodes = [(split, annotated_dataset(split_dataset(cfg, split))) for split in SPLITS]
+    return check_shared.inspect_annotations(nodes, conf, context_dir, _path_of, _tolerated)[1]
+
+
+def _tolerated(split: str, node: Mapping, path: str) -> AnnotationFindings:
+    """The checker's warning line for a dataset that reads COCO instances as ``CocoDataset`` does (its problems
+    are left to mmdet's own load: :func:`annotation_problems`)."""
+    from mmdet.datasets import CocoDataset
+    from mmdet.registry import DATASETS
+
+    from model_hub_mmdet.coco_annotations import inspect_file
+
+    kind = DATASETS.get(str(node.get("type"))) if node.get("type") else None
+    owners = {next((k for k in getattr(kind, "__mro__", ()) if name in vars(k)), None)
+              for name in ("load_data_list", "parse_data_info")}
+    if owners != {CocoDataset} or not os.path.isfile(path):
+        return AnnotationFindings()
+    classes = (node.get("metainfo") or {}).get("classes") or kind.METAINFO.get("classes")
+    filter_empty_gt = bool((node.get("filter_cfg") or {}).get("filter_empty_gt", False))
+    report = inspect_file(path, tuple(classes) if classes else None, filter_empty_gt=filter_empty_gt,
+                          test_mode=bool(node.get("test_mode", split != "train")))
+    return AnnotationFindings(warning=None if report.problems else report.warning_line(path))
+
+
 def _library_problems(cfg: Any) -> list[str]:
     from mmdet.registry import DATASETS, METRICS
 

@@ -178,3 +178,21 @@ def test_check_panoptic_names_the_metrics_and_refuses_a_typo(panoptic: dict[str,
     report = check_experiment(_experiment(tmp_path, config, "PQ"), tmp_path)
     assert report.problems[-1].startswith(f"searcher.metric 'PQ' is not produced by this config's val_evaluator"
                                           f" (it produces {names}")
+
+
+def test_check_warns_what_mmdet_tolerates_in_a_coco_file(panoptic: dict[str, Path], tmp_path: Path) -> None:
+    """3.x ``check`` has the shared checker's tolerated tier: a zero-area box is trained as mmdet trains it."""
+    from model_hub_mmdet.tools.check import check_experiment
+
+    doc = json.loads(panoptic["ins_ann_file"].read_text())
+    doc["annotations"].append({**doc["annotations"][0], "id": 99, "bbox": [5, 5, 0, 4], "area": 0})
+    (tmp_path / "instances.json").write_text(json.dumps(doc))
+    node = (f"data_root={str(panoptic['root']) + '/'!r}, ann_file={str(tmp_path / 'instances.json')!r},"
+            f" data_prefix=dict(img='images/'), metainfo=dict(classes={THINGS!r})")
+    datasets = "\n".join(f"{s}_dataloader = dict(dataset=dict({node}))" for s in ("train", "val", "test"))
+    config = _config(tmp_path, datasets, f"type='CocoMetric', ann_file={str(tmp_path / 'instances.json')!r}")
+    report = check_experiment(_experiment(tmp_path, config, "coco/bbox_mAP"), tmp_path)
+    assert report.ok, report.problems
+    assert report.warnings == [f"{tmp_path / 'instances.json'}: trained as MMDetection trains it: boxes of zero"
+                               " area, under 1 px wide or high, or outside their image (dropped): 1 (first:"
+                               " annotations[6] id 99 on image 1, bbox [5, 5, 0, 4])"]
