@@ -196,3 +196,18 @@ def test_check_warns_what_mmdet_tolerates_in_a_coco_file(panoptic: dict[str, Pat
     assert report.warnings == [f"{tmp_path / 'instances.json'}: trained as MMDetection trains it: boxes of zero"
                                " area, under 1 px wide or high, or outside their image (dropped): 1 (first:"
                                " annotations[6] id 99 on image 1, bbox [5, 5, 0, 4])"]
+
+
+def test_check_names_a_library_left_out_with_its_install_command() -> None:
+    import importlib.util
+
+    from model_hub_mmdet.mmdet3.check import _library_problems
+
+    cfg = {"val_dataloader": {"dataset": {"type": "CocoDataset"}},
+           "val_evaluator": [{"type": "CocoMetric"}, {"type": "CityScapesMetric", "outfile_prefix": "x"}]}
+    expected = [] if importlib.util.find_spec("cityscapesscripts") else [
+        "val_evaluator CityScapesMetric needs cityscapesscripts, which is not installed: pip install cityscapesscripts"]
+    assert _library_problems(cfg) == expected
+    assert expected_metric_names(cfg["val_evaluator"]) == [
+        "coco/bbox_mAP", "coco/bbox_mAP_50", "coco/bbox_mAP_75", "coco/bbox_mAP_s", "coco/bbox_mAP_m",
+        "coco/bbox_mAP_l", "cityscapes/mAP", "cityscapes/AP@50"]
