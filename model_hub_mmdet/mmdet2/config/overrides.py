@@ -2,8 +2,9 @@
 
 Rules (each tested in ``tests/config/test_overrides.py``):
 
-* ``a.b.c: v`` sets ``c`` inside the existing dict ``a.b``; a new leaf under an existing dict is allowed, a
-  missing parent is an error naming the key and the closest existing keys.
+* ``a.b.c: v`` sets ``c`` inside ``a.b``; keys the config lacks are created, as mmcv's ``merge_from_dict`` creates
+  them, with one INFO line naming the first new one. A missing parent is refused only when a key beside it is a
+  close spelling (a likely typo), naming the key and the closest existing keys.
 * Numeric segments index lists: ``data.train.pipeline.2.img_scale``; an out-of-range index names the length.
 * ``X._delete_: true`` empties ``X`` first (applied before the other keys), so keys below ``X`` start afresh:
   ``optimizer_config._delete_: true`` + ``optimizer_config.grad_clip.max_norm: 35``.
