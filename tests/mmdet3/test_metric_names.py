@@ -211,3 +211,35 @@ def test_check_names_a_library_left_out_with_its_install_command() -> None:
     assert expected_metric_names(cfg["val_evaluator"]) == [
         "coco/bbox_mAP", "coco/bbox_mAP_50", "coco/bbox_mAP_75", "coco/bbox_mAP_s", "coco/bbox_mAP_m",
         "coco/bbox_mAP_l", "cityscapes/mAP", "cityscapes/AP@50"]
+
+
+@pytest.mark.parametrize("extra", [{"metric": ["bbox", "segm"]}, {"metric": "bbox", "metric_items": ["AP", "APr"]},
+                                   {"metric": "proposal"}])
+def test_lvis_names_are_what_compute_metrics_returns(panoptic: dict[str, Path], tmp_path: Path, extra: dict) -> None:
+    pytest.importorskip("lvis")
+    from mmdet.registry import METRICS
+
+    from model_hub_mmdet.mmdet3 import patches
+
+    patches.apply()  # lvis 0.5.3 uses np.float
+    doc = json.loads(panoptic["ins_ann_file"].read_text())
+    for img in doc["images"]:
+        img.update(neg_category_ids=[], not_exhaustive_category_ids=[])
+    for cat in doc["categories"]:
+        cat.update(frequency="f", image_count=3, synset=cat["name"])
+    (tmp_path / "lvis.json").write_text(json.dumps(doc))
+    cfg = {"type": "LVISMetric", "ann_file": str(tmp_path / "lvis.json"), **extra}
+    metric = METRICS.build(cfg)
+    metric.dataset_meta = {"classes": THINGS}
+    for img in doc["images"]:
+        anns = [a for a in doc["annotations"] if a["image_id"] == img["id"]]
+        boxes = torch.tensor([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                              for a in anns])
+        masks = torch.zeros((len(anns), 64, 64), dtype=torch.bool)
+        for k, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
+            masks[k, y1:y2, x1:x2] = True
+        metric.process({}, [{"img_id": img["id"], "ori_shape": (64, 64), "pred_instances": {
+            "bboxes": boxes, "scores": torch.full((len(anns),), 0.9), "masks": masks,
+            "labels": torch.tensor([a["category_id"] - 1 for a in anns])}}])
+    computed = metric.compute_metrics(metric.results)
+    assert sorted(expected_metric_names(cfg, THINGS)) == sorted(f"lvis/{k}" for k in computed)
