@@ -118,12 +118,13 @@ def _repack(dist: md.Distribution, out: Path) -> None:
         zf.writestr(f"{info_dir}/RECORD", "\n".join(record) + "\n")
 
 
-def wheelhouse(extras: list[str], cache_root: Path) -> Path:
+def wheelhouse(extras: list[str], cache_root: Path, also: Iterable[str] = ()) -> Path:
     """The wheels ``pip install -e .[extras]`` needs beside the image's torch (and the build of an editable
-    install: setuptools, wheel), repacked from this environment once per set of versions under ``cache_root``."""
+    install: setuptools, wheel; ``also``: more by name), repacked from this environment once per set of versions
+    under ``cache_root``."""
     dists = _installed()
     wanted = (closure(["model_hub_mmdet"], extras) - closure(IMAGE_DISTS) - MMCV_DISTS - {"model-hub-mmdet"}) | {
-        "setuptools", "wheel"}
+        "setuptools", "wheel", *map(_norm, also)}
     pins = sorted(f"{name}=={dists[name].version}" for name in wanted)
     key = hashlib.sha256("\n".join(pins).encode()).hexdigest()[:16]
     out = cache_root / f"{'-'.join(extras)}-{key}"
@@ -256,7 +257,8 @@ def hook_then_train(generation: str, work: Path, shapes_dir: Path, overrides: di
     cache_root = wheel.parents[2]  # $MODEL_HUB_MMDET_WHEEL_CACHE
     bin_dir = make_image(work)
     extras = [f"mmdet{generation}"] + (["test"] if via_install_sh else [])  # install.sh installs [mmdetN,test]
-    wheels = wheelhouse(extras, cache_root.parent / "standin-wheelhouse")
+    # scripts/install.sh also checks for the tools an mmcv build needs (ninja), even with the wheel cached.
+    wheels = wheelhouse(extras, cache_root.parent / "standin-wheelhouse", ["ninja"] if via_install_sh else [])
     context = context_copy(work / "context")
     (context / "data").mkdir(exist_ok=True)
     (context / "data" / "shapes").symlink_to(shapes_dir)
