@@ -226,8 +226,9 @@ class DottedOverrides:
         self.setting = setting
 
     # -- public
-    def apply(self, root: Any, overrides: Mapping[str, Any] | None) -> set[Path]:
-        """Apply ``overrides`` to ``root`` (a config's dict) in place. Returns every path written."""
+    def apply(self, root: Any, overrides: Mapping[str, Any] | None, announce: bool = True) -> set[Path]:
+        """Apply ``overrides`` to ``root`` (a config's dict) in place. Returns every path written. ``announce``:
+        log the INFO line of each key the config lacked (a caller that tries keys on a scratch copy says False)."""
         if not overrides:
             return set()
         if not isinstance(overrides, Mapping):
@@ -244,7 +245,7 @@ class DottedOverrides:
         deleted = self._apply_deletes(root, overrides, written)
         for key, value in overrides.items():
             if self.segments(key)[-1] != DELETE:
-                self._apply_one(root, key, value, deleted)
+                self._apply_one(root, key, value, deleted, announce)
                 written.update(written_paths(value, tuple(self.segments(key))))
         return written
 
@@ -336,7 +337,7 @@ class DottedOverrides:
                 return out_list
         return self.to_config(coerce_like(strip_delete(value), existing))
 
-    def _apply_one(self, root: Mapping, key: str, value: Any, deleted: Mapping[Path, Any]) -> None:
+    def _apply_one(self, root: Mapping, key: str, value: Any, deleted: Mapping[Path, Any], announce: bool) -> None:
         """Set one dotted ``key`` to ``value`` (merged/coerced against what is there), creating missing dicts on
         the way as ``merge_from_dict`` does unless the missing key looks like a typo of the key beside it."""
         segs = self.segments(key)
@@ -366,7 +367,7 @@ class DottedOverrides:
         else:
             new = self._merged(value, existing, key, segs)
         self._set(node, leaf, new, key, segs[:-1])
-        if created is not None:
+        if created is not None and announce:
             self._log_new(root, key, created)
 
     def _likely_typo(self, node: Mapping, seg: str) -> bool:

@@ -226,6 +226,7 @@ def test_missing_parent_without_a_close_sibling_is_created_as_mmcv_does(cfg, cap
 
 def test_a_new_leaf_is_named_once_and_a_known_key_not_at_all(cfg, caplog) -> None:
     with caplog.at_level("INFO", logger="model_hub_mmdet"):
+        apply_overrides(copy.deepcopy(cfg), {"optimizer.dampening": 0.1}, announce=False)  # a scratch trial (check)
         apply_overrides(cfg, {"optimizer.lr": 0.1, "optimizer.nesterov": True, "data.train.pipeline.2.keep_ratio": 0})
     assert [r.getMessage() for r in caplog.records if "is new" in r.getMessage()] == [
         "override_mmdet_config.optimizer.nesterov: optimizer.nesterov is new (the config has no such key); created as"

@@ -21,6 +21,7 @@ __all__ = ["DELETE", "apply_overrides", "coerce_like", "strip_delete"]
 _OVERRIDES = DottedOverrides(make_dict=ConfigDict, reserved=RESERVED_KEYS, system="mmengine")
 
 
-def apply_overrides(cfg: Config, overrides: Mapping[str, Any] | None) -> set[tuple[str, ...]]:
-    """Apply ``overrides`` to ``cfg`` in place. Returns every path written (a written dict's inner keys too)."""
-    return _OVERRIDES.apply(cfg._cfg_dict, overrides)
+def apply_overrides(cfg: Config, overrides: Mapping[str, Any] | None, announce: bool = True) -> set[tuple[str, ...]]:
+    """Apply ``overrides`` to ``cfg`` in place. Returns every path written (a written dict's inner keys too).
+    ``announce=False`` leaves out the INFO line about keys the config lacked (for trials on a scratch copy)."""
+    return _OVERRIDES.apply(cfg._cfg_dict, overrides, announce)
