@@ -250,3 +250,18 @@ def test_every_dataset_type(kind: str, tmp_path: Path) -> None:
         cfg.update(classes=(*CLASSES, STUFF), seg_prefix=f"{p['seg_dir']}/")
     plain, flat = build(cfg), share_annotations(build(cfg))
     assert_same_dataset(plain, flat, samples=kind != "panoptic")  # panoptic's pipeline needs its own loader steps
+
+
+def test_non_integer_annotation_ids_keep_the_index(coco2017: dict[str, Any], tmp_path: Path) -> None:
+    """pycocotools takes any JSON id: with string annotation ids only ``data_infos`` becomes flat."""
+    import json
+
+    doc = json.loads(Path(coco2017["ann_file"]).read_text())
+    for ann in doc["annotations"]:
+        ann["id"] = f"a{ann['id']}"
+    ann_file = tmp_path / "string_ids.json"
+    ann_file.write_text(json.dumps(doc))
+    cfg = dict(coco2017, ann_file=str(ann_file))
+    plain, flat = build(cfg), share_annotations(build(cfg))
+    assert not isinstance(flat.coco, FlatCOCO) and isinstance(flat.data_infos, FlatList)
+    assert_same_dataset(plain, flat)
