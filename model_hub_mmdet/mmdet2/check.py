@@ -91,12 +91,28 @@ def annotation_problems(cfg: Any, conf: Mapping[str, Any], context_dir: Path) ->
     """The libraries the datasets and evaluation need, then what MMDetection cannot train on in the annotation
     files of the train/val/test datasets that are on this machine (files in a bucket are checked when the trial
     starts): a COCO instances file by this package's checker, any other type by its dataset's own loader."""
-    return _library_problems(cfg) + _inspect_annotations(cfg, conf, context_dir)[0]
+    return _unregistered_types(cfg) + _library_problems(cfg) + _inspect_annotations(cfg, conf, context_dir)[0]
 
 
 def annotation_warnings(cfg: Any, conf: Mapping[str, Any], context_dir: Path) -> list[str]:
     """What MMDetection tolerates in those files (trained as it trains it): one line per file, no problem."""
     return _inspect_annotations(cfg, conf, context_dir)[1]
+
+
+def _unregistered_types(cfg: Any) -> list[str]:
+    """A dataset type (wrappers included) that mmdet's registry lacks, as the trial's build says it."""
+    from mmdet.datasets import DATASETS
+
+    from model_hub_mmdet.mmdet2.config.walk import dataset_configs
+
+    problems = []
+    for split in ("train", "val", "test"):
+        for node in dataset_configs(cfg.data.get(split) or {}):
+            kind = node.get("type")
+            if isinstance(kind, str) and DATASETS.get(kind) is None:
+                problems.append(f"data.{split}: {kind} is not in the dataset registry; check the type name, or import"
+                                " the module that registers it with custom_imports = dict(imports=[...])")
+    return problems
 
 
 def _library_problems(cfg: Any) -> list[str]:
