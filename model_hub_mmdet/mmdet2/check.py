@@ -183,6 +183,7 @@ def _mmdet_load(split: str, node: Mapping, path: str, kind: type, context_dir: P
     import contextlib
     import copy
     import io
+    import warnings
 
     from model_hub_mmdet.errors import UserError
 
@@ -191,7 +192,9 @@ def _mmdet_load(split: str, node: Mapping, path: str, kind: type, context_dir: P
     # Relative paths are the context directory's, where the trial runs.
     args.update(pipeline=[], test_mode=split != "train", data_root=os.path.join(str(context_dir), root))
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress
+        # pycocotools' progress, and mmdet's notes on its own settings (they come again when the trial builds it)
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             kind(**args)
     except UserError as err:
         return AnnotationFindings([str(err)])
