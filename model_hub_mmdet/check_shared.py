@@ -43,7 +43,7 @@ def override_problems(hparams: Mapping[str, Any], context_dir: Path, config: Mod
     for key, value in overrides.items():
         deletes = {k: v for k, v in overrides.items() if str(k).endswith("._delete_") and k != key}
         try:
-            config.apply_overrides(copy.deepcopy(base), {**deletes, key: value})
+            config.apply_overrides(copy.deepcopy(base), {**deletes, key: value}, announce=False)
         except UserError as err:
             problems.append(str(err))
     return problems

@@ -55,7 +55,7 @@ def config_facts(
     val_interval = evaluation.get("interval", 1)
     sources["val_interval"] = "evaluation.interval" if "interval" in evaluation else "evaluation.interval (default)"
     metric_kwargs, _ = split_evaluation_cfg(evaluation)
-    names = expected_metric_names(metric_kwargs)
+    names = expected_metric_names(metric_kwargs, (cfg.get("data") or {}).get("val"))
     sources["metric"] = f"evaluation.metric={metric_kwargs.get('metric', 'bbox')!r}"
 
     checkpoint = cfg.get("checkpoint_config") or {}

@@ -303,7 +303,7 @@ def _finish_run(
 ) -> None:
     """Plots, a native mmdet export, predictions on a few validation images, and where everything is.
     ``metrics.json`` records the ``--cfg-options`` the run was trained with (``cfg_options``)."""
-    from model_hub_mmdet.tools.report import draw_predictions, plot_curves
+    from model_hub_mmdet.tools.report import export_and_draw, plot_curves
 
     out.mkdir(parents=True, exist_ok=True)
     metrics = {"training": result.training, "validations": result.validations, "cfg_options": cfg_options or {}}
@@ -318,24 +318,9 @@ def _finish_run(
     if result.checkpoints:
         ckpt = result.checkpoints[-1]
         print(f"checkpoint:  {ckpt}")
-        try:
-            from model_hub_mmdet.weights import export_checkpoint
-
-            native = export_checkpoint(ckpt, out / "model.pth")
-            print(f"mmdet model: {native} (+ {native.with_suffix('.py')})")
-            images = _val_images(native.with_suffix(".py"))
-            if images:
-                drawn = draw_predictions(native.with_suffix(".py"), native, images, out / "predictions.png")
-                print(f"predictions: {drawn}")
-        except Exception as err:  # noqa: BLE001 - the run and its checkpoint are done; extras must not fail it
-            reason = str(err).splitlines()[0] if str(err) else ""
-            print(f"(could not export or draw predictions: {type(err).__name__}: {reason})")
-
-
-def _val_images(config_path: Path, count: int = 4) -> list[Path]:
-    from model_hub_mmdet import generation
-
-    return generation.adapter("predictions").validation_images(config_path, count)
+        # the export and the picture fail apart: "could not export" only when the export itself failed
+        for line in export_and_draw(ckpt, out):
+            print(line)
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
