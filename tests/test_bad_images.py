@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -32,6 +33,7 @@ from model_hub_mmdet.mmdet2.data import (
     unwrap_batch,
 )
 from model_hub_mmdet.mmdet2.datasets.robust import BadImageError, BadImagePolicy
+from model_hub_mmdet.patch_registry import MARK
 
 CORRUPTIONS = {
     "truncated": lambda p: p.write_bytes(p.read_bytes()[:200]),
@@ -344,3 +346,22 @@ def test_a_local_run_skips_a_bad_image_and_reports_it_with_the_training_metrics(
     assert all("skipped_samples" in m for m in training)
     assert sum(m["skipped_samples"] for m in training) > 0  # averaged per reporting period: 2 of 8 batches
     assert len([r for r in caplog.records if f"skipped an unreadable image: {bad}" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
+def test_a_bad_image_error_is_also_what_mmdet_raised(kind: str, data_dir: Path) -> None:
+    """Never stricter than mmdet: code that caught mmdet's own error (FileNotFoundError for a missing file, ...)
+    still catches ours, in this process and after crossing a worker's pickle."""
+    from mmdet.datasets.pipelines import LoadImageFromFile
+
+    bad = image_file(data_dir, "train", 2)
+    CORRUPTIONS[kind](bad)
+    results = {"img_prefix": str(bad.parent), "img_info": {"filename": bad.name}}
+    original = getattr(LoadImageFromFile.__call__, MARK)
+    with pytest.raises(Exception) as theirs:
+        original(LoadImageFromFile(), dict(results))
+    with pytest.raises(BadImageError) as ours:
+        LoadImageFromFile()(dict(results))
+    for err in (ours.value, pickle.loads(pickle.dumps(ours.value))):
+        assert isinstance(err, type(theirs.value)) and isinstance(err, BadImageError), type(err).__mro__
+        assert str(err) == str(ours.value) and err.filename == str(bad)
