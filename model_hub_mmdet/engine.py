@@ -17,7 +17,8 @@ data                               :meth:`~Engine.build_dataset` (the one place 
                                    :meth:`~Engine.build_train_loader`, :meth:`~Engine.build_val_loader`,
                                    :meth:`~Engine.unpack`, :meth:`~Engine.image_metas`
 model and optimisation             :meth:`~Engine.build_model`, :meth:`~Engine.build_optimizer`,
-                                   :meth:`~Engine.scale_lr`, :meth:`~Engine.loss_scale`,
+                                   :meth:`~Engine.scale_config_lr`, :meth:`~Engine.scale_optimizer_lr`,
+                                   :meth:`~Engine.loss_scale`,
                                    :meth:`~Engine.wrap_model`, :meth:`~Engine.optimizer_wrapped`,
                                    :meth:`~Engine.clip_norm_kwargs`, :meth:`~Engine.clip_by_value`,
                                    :meth:`~Engine.accumulation`
@@ -96,8 +97,7 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def build_config(self) -> Any:
         """The final mmdet config of ``trial.hparams`` and ``trial.data_config`` (the generation's config pipeline,
-        every top-level key accounted for), with ``trial.per_slot_batch_size`` as the training batch size and, for
-        a generation that scales its config, ``auto_scale_lr`` applied (:meth:`MMDetTrial.lr_scale_factor`)."""
+        every top-level key accounted for), with ``trial.per_slot_batch_size`` as the training batch size."""
 
     @abc.abstractmethod
     def runtime_settings(self) -> None:
@@ -162,8 +162,12 @@ class Engine(abc.ABC):
         """The torch optimizer of what a subclass's ``build_optimizer`` returned when it is not one."""
         raise ConfigError(f"build_optimizer returned {type(built).__name__}, not a torch.optim.Optimizer")
 
-    def scale_lr(self, optimizer: torch.optim.Optimizer, factor: float) -> None:
-        """``auto_scale_lr`` on the built optimizer, for a generation that scales it there (else a no-op)."""
+    def scale_config_lr(self, cfg: Any, factor: float) -> None:
+        """``auto_scale_lr`` on the config's LR, for a generation whose runner scales it there (else a no-op)."""
+        return None
+
+    def scale_optimizer_lr(self, optimizer: torch.optim.Optimizer, factor: float) -> None:
+        """``auto_scale_lr`` on the built optimizer, for a generation whose runner scales it there (else a no-op)."""
         return None
 
     @abc.abstractmethod

@@ -161,6 +161,9 @@ class MMDetTrial(pytorch.PyTorchTrial):
 
         self.per_slot_batch_size = context.get_per_slot_batch_size()
         self.cfg = self.build_config()
+        lr_scale = self.lr_scale_factor(self.cfg)
+        if lr_scale is not None:
+            self.engine.scale_config_lr(self.cfg, lr_scale)
         self.engine.runtime_settings()
         self.seed = self._seed()
         # loader workers yield the cores to training on the CPU (model_hub_mmdet.workers)
@@ -174,9 +177,8 @@ class MMDetTrial(pytorch.PyTorchTrial):
         optimizer = self.build_optimizer(model=model)
         if not isinstance(optimizer, torch.optim.Optimizer):
             optimizer = self.engine.adopt_optimizer(optimizer)
-        factor = self.lr_scale_factor(self.cfg)
-        if factor is not None:
-            self.engine.scale_lr(optimizer, factor)
+        if lr_scale is not None:
+            self.engine.scale_optimizer_lr(optimizer, lr_scale)
         self.scaler = self.build_scaler()  # Determined needs wrap_scaler before wrap_model
         self.model = self.engine.wrap_model(model)
         self.optimizer = context.wrap_optimizer(optimizer)
@@ -234,16 +236,14 @@ class MMDetTrial(pytorch.PyTorchTrial):
     def lr_scale_factor(self, cfg: Any) -> float | None:
         """``auto_scale_lr: true`` (or the config's ``auto_scale_lr.enable``): global batch /
         ``auto_scale_lr.base_batch_size``, as mmdet's ``--auto-scale-lr`` and mmengine's runner scale the LR;
-        None when off. The engine applies it where its runner does."""
+        None when off. The engine applies it where its runner does (the config's LR, or the built optimizer's)."""
         setting = cfg.get("auto_scale_lr") or {}
         if not (self.hparams.get("auto_scale_lr") or setting.get("enable", False)):
             return None
         base = setting.get("base_batch_size")
         if not base:
             raise ConfigError("auto_scale_lr needs auto_scale_lr.base_batch_size in the mmdet config")
-        if not getattr(self, "_lr_scale_logged", False):
-            logger.info("auto_scale_lr: lr x %d/%d", self.context.get_global_batch_size(), base)
-            self._lr_scale_logged = True
+        logger.info("auto_scale_lr: lr x %d/%d", self.context.get_global_batch_size(), base)
         return self.context.get_global_batch_size() / base
 
     def save_config(self) -> Path | None:

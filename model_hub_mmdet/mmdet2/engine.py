@@ -67,11 +67,12 @@ class Engine(engine.Engine):
         trial = self.trial
         cfg = build_mmdet_config(trial.hparams, trial.data_config, context_dir=os.getcwd())
         account_for_keys(cfg)  # every top-level key honoured, replaced (one INFO line) or refused
-        factor = trial.lr_scale_factor(cfg)  # mmdet 2.28's --auto-scale-lr scales the config's optimizer.lr
-        if factor is not None:
-            cfg.optimizer.lr = cfg.optimizer.lr * factor
         cfg.data.samples_per_gpu = trial.per_slot_batch_size
         return cfg
+
+    def scale_config_lr(self, cfg: Any, factor: float) -> None:
+        """mmdet 2.28's ``--auto-scale-lr`` scales the config's ``optimizer.lr`` (the saved config shows it)."""
+        cfg.optimizer.lr = cfg.optimizer.lr * factor
 
     def runtime_settings(self) -> None:
         """What mmdet's tools/train.py applies to the process: opencv threads and the multiprocessing start method

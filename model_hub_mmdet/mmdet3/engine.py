@@ -265,7 +265,7 @@ class Engine(engine.Engine):
         self.optim_wrapper = built
         return built.optimizer
 
-    def scale_lr(self, optimizer: torch.optim.Optimizer, factor: float) -> None:
+    def scale_optimizer_lr(self, optimizer: torch.optim.Optimizer, factor: float) -> None:
         """``auto_scale_lr`` on every group's LR, as mmengine's runner scales the optimizer's."""
         for group in optimizer.param_groups:
             group["lr"] = group["lr"] * factor
