@@ -89,7 +89,11 @@ check_free_space() {  # check_free_space WHAT PATH
   [ "$free" -ge "$NEED_GIB" ] || die "only $free GiB free for the $1 ($2); a cold install needs about \
 $NEED_GIB GiB there: free some space (e.g. old runs/ or pytest's /tmp/pytest-of-$(id -un)) or point it elsewhere"
 }
-step "MMDetection $MMDET.x stack ($MMCV_DIST $MMCV_VERSION) into ${VENV/#none/this Python ($PYTHON)}"
+if [ "$BUILD_ONLY" = 1 ]; then
+  step "MMDetection $MMDET.x's $MMCV_DIST $MMCV_VERSION wheel, built with the torch of ${VENV/#none/this Python ($PYTHON)}"
+else
+  step "MMDetection $MMDET.x stack ($MMCV_DIST $MMCV_VERSION) into ${VENV/#none/this Python ($PYTHON)}"
+fi
 
 if [ "$VENV" = none ]; then
   PY="$(command -v "$PYTHON")"
@@ -132,7 +136,7 @@ for spec in sys.argv[1:]:
 EOF
 }
 BUILD_REQS=("${TORCH_PINS[@]}" wheel ninja "numpy>=2" "opencv-python-headless>=4.8" "${GEN_BUILD_REQS[@]}")
-[ "$BUILD_ONLY" = 1 ] && BUILD_REQS=(wheel ninja "numpy>=2")  # what compiling mmcv needs besides torch
+[ "$BUILD_ONLY" = 1 ] && BUILD_REQS=(wheel ninja numpy)  # what compiling mmcv needs besides torch
 if satisfied "${BUILD_REQS[@]}" "setuptools<70"; then
   step "torch, torchvision and build tools already installed"
 elif [ "$BUILD_ONLY" = 1 ]; then

@@ -34,5 +34,5 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path: Path, monkeypatch: pytes
     assert row["model"] == "faster_rcnn" and row["export"].startswith("ok")
     for side in ("ours", "runner"):
         assert math.isfinite(row[side]["first_loss"]) and row[side]["s_per_iter"] > 0, row
-        assert row[side]["metric"] is not None, row
+    assert row["ours"]["metric"] is not None and row["runner"]["validated"], row
     assert "| faster_rcnn | fp32 (CPU) |" in table and "not run (no GPU)" in table
