@@ -147,8 +147,9 @@ def train_local(
     from determined import pytorch
 
     from model_hub_mmdet import determined_patches, generation
+    from model_hub_mmdet.trial import MMDetTrial
 
-    MMDetTrial = generation.setup().MMDetTrial  # noqa: N806  (the installed generation's class)
+    generation.setup()  # the installed generation's patches, before its engine loads
 
     conf = _with_local_overrides(exp_conf, max_batches, validation_period, checkpoint_period)
     hparams = local_hparams(section(conf, "hyperparameters"))
