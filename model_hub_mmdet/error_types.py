@@ -10,6 +10,7 @@ run time.
 from __future__ import annotations
 
 import functools
+import types
 from typing import Any, TypeVar
 
 E = TypeVar("E", bound=BaseException)
@@ -27,18 +28,30 @@ def _reduce(self: BaseException) -> tuple:
     return _rebuild, (cls.__model_hub_mmdet_base__, cls.__model_hub_mmdet_originals__, self.args, dict(self.__dict__))
 
 
+def _plain_init(cls: type) -> bool:
+    """Whether ``cls`` and its bases construct from any arguments (no ``__init__`` written in Python, which would
+    demand its own, as ``json.JSONDecodeError(msg, doc, pos)`` does)."""
+    return all(not isinstance(vars(k).get("__init__"), types.FunctionType) for k in cls.__mro__)
+
+
+def _mixable(original: type) -> type:
+    """``original``, or its nearest base that can share an instance with ours (see :func:`_plain_init`)."""
+    return next(k for k in original.__mro__ if _plain_init(k))
+
+
 @functools.cache
 def keeping_type(base: type[E], *originals: type[BaseException]) -> type[E]:
-    """A subclass of ``base`` that is also each of ``originals`` (those ``base`` is not already), cached per
-    combination; ``base`` itself when there is nothing to add or Python cannot combine the types (two exception
-    types with different C layouts). ``str()`` is ``base``'s, so ``KeyError`` or ``OSError`` formatting does not
+    """A subclass of ``base`` that is also each of ``originals`` (those ``base`` is not already; one whose
+    ``__init__`` wants arguments of its own stands in by its nearest base that does not), cached per combination;
+    ``base`` itself when there is nothing to add or Python cannot combine the types (two exception types with
+    different C layouts). ``str()`` is ``base``'s, so ``KeyError`` or ``OSError`` formatting does not
     creep into the one-line message."""
     flat: list[type[BaseException]] = []
     for o in originals:  # one of ours already: its parts (a class made here does not pickle by reference)
         flat += [o.__model_hub_mmdet_base__, *o.__model_hub_mmdet_originals__] if hasattr(
             o, "__model_hub_mmdet_originals__") else [o]
-    extra = tuple(o for o in dict.fromkeys(flat)
-                  if isinstance(o, type) and issubclass(o, Exception) and not issubclass(base, o))
+    mixable = (_mixable(o) for o in flat if isinstance(o, type) and issubclass(o, Exception))
+    extra = tuple(o for o in dict.fromkeys(mixable) if not issubclass(base, o))
     if not extra:
         return base
     namespace: dict[str, Any] = {
