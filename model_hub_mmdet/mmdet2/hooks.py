@@ -44,8 +44,6 @@ from model_hub_mmdet.engine import LoaderView
 
 logger = logging.getLogger("model_hub_mmdet")
 
-STATE_KEY = "hooks"  # in the trial callback's state
-
 # mmcv/mmdet hook classes (by name, so optional ones need not be importable) -> what replaces them here
 REPLACEMENTS: dict[str, str] = {
     "CheckpointHook": "Determined's checkpoints (min_checkpoint_period, checkpoint_storage)",
