@@ -23,7 +23,8 @@ Loaders (``--loaders``):
   workers) on the dataset after the trial's sharing step: 2.x ``share_annotations``
   (model_hub_mmdet/mmdet2/datasets/flat.py), 3.x ``share_serialized`` (model_hub_mmdet/mmdet3/shared_data.py),
   with a fresh node cache folder per run (so each run builds its buffers, as a first run does);
-* ``plain``: the trial's loader without the sharing step (the project before issue 30).
+* ``plain``: the trial's loader without the sharing step (the project before issue 30);
+* ``runner-shared``: the runner's loader on the dataset after the sharing step (what the sharing alone does).
 
 ``--nproc N`` adds the node view: N processes started together on the same file, each with ``--nproc-workers``
 loader workers (default 2), like the local ranks of one node, for ``runner`` and ``ours`` (one node cache folder
@@ -67,11 +68,12 @@ from common import (  # noqa: E402
 COCO_SIZE = (118_287, 860_001)  # train2017
 PER_WORKER = 1_830  # 118,287 / (8 GPUs x 8 workers)
 MB = 2**20
-LOADERS = {2: ("runner", "ours", "plain"), 3: ("runner", "ours", "plain")}
+LOADERS = {2: ("runner", "ours", "plain", "runner-shared"), 3: ("runner", "ours", "plain", "runner-shared")}
 LABELS = {2: {"runner": "mmdet 2.28 build_dataloader (train_detector)", "ours": "trial loader, share_annotations",
-              "plain": "trial loader, no sharing"},
+              "plain": "trial loader, no sharing", "runner-shared": "mmdet 2.28 build_dataloader, share_annotations"},
           3: {"runner": "mmengine Runner.build_dataloader", "ours": "trial loader, share_serialized",
-              "plain": "trial loader, no sharing"}}
+              "plain": "trial loader, no sharing", "runner-shared": "Runner.build_dataloader, share_serialized"}}
+SHARED = ("ours", "runner-shared")  # loaders whose dataset goes through the sharing step
 ENV_CACHE = "MODEL_HUB_MMDET_NODE_CACHE"
 
 
@@ -140,7 +142,7 @@ def child(gen: int, loader: str, workers: int, samples: int, data: Path, batch: 
         fileio.register()  # the fake backend
         dataset = _dataset3(data, size)
     _mark("built", records=len(dataset))
-    if loader == "ours":
+    if loader in SHARED:
         if gen == 2:
             from model_hub_mmdet.mmdet2.datasets.flat import share_annotations
 
@@ -150,13 +152,13 @@ def child(gen: int, loader: str, workers: int, samples: int, data: Path, batch: 
 
             share_serialized(dataset)
         _mark("shared")
-    if loader == "runner" and gen == 2:
+    if loader.startswith("runner") and gen == 2:
         from mmdet.datasets import build_dataloader
 
         dl = build_dataloader(dataset, batch, workers, num_gpus=1, dist=False, seed=0,
                               runner_type="EpochBasedRunner", persistent_workers=False)
         batches = (b for _ in itertools.count() for b in dl)  # an epoch-based runner: fresh workers per epoch
-    elif loader == "runner":
+    elif loader.startswith("runner"):
         from mmengine.runner import Runner
 
         dl = Runner.build_dataloader(dict(batch_size=batch, num_workers=workers, persistent_workers=workers > 0,
@@ -360,10 +362,10 @@ def main(argv: list[str] | None = None) -> int:
         write_data(data, args.quick)
         plan = [(loader, w, 1) for w in workers for loader in loaders]
         if args.nproc > 1:
-            plan += [(loader, args.nproc_workers, args.nproc) for loader in loaders if loader != "plain"]
+            plan += [(loader, args.nproc_workers, args.nproc) for loader in loaders if loader in ("runner", "ours")]
         for i, (loader, w, procs) in enumerate(plan):
             samples = args.samples or max(w, 1) * args.per_worker
-            cache = work / f"node-cache-{i}" if loader == "ours" else None
+            cache = work / f"node-cache-{i}" if loader in SHARED else None
             run = run_one(args, loader, w, samples, data, procs, cache)
             run["summary"] = summarize(run)
             if cache is not None and cache.is_dir():
