@@ -26,7 +26,7 @@ from model_hub_mmdet import checkpoints, determined_patches, generation
 from model_hub_mmdet.bad_images import BadImagePolicy, skipped_samples
 from model_hub_mmdet.engine import Engine, RunnerFacade, grad_scaler_kwargs
 from model_hub_mmdet.errors import ConfigError
-from model_hub_mmdet.expconf import local_hparams, searcher_length, with_defaults
+from model_hub_mmdet.expconf import local_hparams, searcher_length, section, with_defaults
 from model_hub_mmdet.finite import NonFiniteGuard, check_finite_weights
 from model_hub_mmdet.gather import ERROR_KEY, PredictionGatherer, raise_deferred_error
 from model_hub_mmdet.loaders import INDEX_KEY
@@ -161,6 +161,7 @@ class MMDetTrial(pytorch.PyTorchTrial):
 
         self.per_slot_batch_size = context.get_per_slot_batch_size()
         self.cfg = self.build_config()
+        self._check_searcher_metric()
         lr_scale = self.lr_scale_factor(self.cfg)
         if lr_scale is not None:
             self.engine.scale_config_lr(self.cfg, lr_scale)
@@ -207,6 +208,17 @@ class MMDetTrial(pytorch.PyTorchTrial):
             return dict(self.context.get_experiment_config() or {})
         except Exception:  # determined raises when pytorch.init() was given no exp_conf
             return {}
+
+    def _check_searcher_metric(self) -> None:
+        """``searcher.metric`` must be a name validation will report. Refused here in ``check``'s words, so the
+        mistake stops ``train --local`` and a cluster trial at start, not at the first validation. Names come from
+        the evaluator itself; a subclass with its own ``evaluate`` may report others, so it is not checked."""
+        metric = section(self._experiment_config(), "searcher").get("metric")
+        if not metric or type(self).evaluate is not MMDetTrial.evaluate:
+            return
+        problems = generation.adapter("check").metric_problems({"searcher": {"metric": metric}}, self.cfg)
+        if problems:
+            raise ConfigError(problems[0])
 
     def _partial_validation_reason(self) -> str | None:
         """Why a validation may cover only some images: Determined's test mode, or bad images being skipped."""

@@ -245,3 +245,11 @@ def test_process_settings_of_the_config_are_applied_as_tools_train_does(
     finally:
         cv2.setNumThreads(before)
     assert seen == {"cudnn": True, "cv2": 1, "ddp": {"find_unused_parameters": True}}
+
+
+def test_a_searcher_metric_validation_never_reports_stops_the_trial_at_start(shapes_dir: Path, det_local: Path) -> None:
+    exp = tiny_experiment(shapes_dir, max_batches=1)
+    exp["searcher"]["metric"] = "bbox_mAPP"
+    with pytest.raises(ConfigError, match=r"searcher.metric 'bbox_mAPP' is not produced by this config's evaluation"
+                                          r" \(it produces bbox_mAP, "):
+        train_local(exp, validation_period=100)

@@ -66,3 +66,13 @@ def test_amp_optim_wrapper_without_a_gpu_trains_in_fp32(shapes_dir: Path, det_lo
         result = train_local(conf, validation_period=100)
     assert result.batches_trained == 1
     assert "optim_wrapper.type=AmpOptimWrapper needs a GPU: training in fp32" in caplog.text
+
+
+def test_a_searcher_metric_validation_never_reports_stops_the_trial_at_start(shapes_dir: Path, det_local: Path) -> None:
+    from model_hub_mmdet.errors import ConfigError
+
+    conf = experiment(shapes_dir, "mask_rcnn", max_batches=1)
+    conf["searcher"]["metric"] = "bbox_mAP"  # 2.x's name; 3.x's CocoMetric reports coco/bbox_mAP
+    with pytest.raises(ConfigError, match=r"searcher.metric 'bbox_mAP' is not produced by this config's val_evaluator"
+                                          r" \(it produces coco/bbox_mAP, "):
+        train_local(conf, validation_period=100)
