@@ -189,6 +189,37 @@ def diagnose(read: Callable[[], bytes], decode: Callable[[bytes], Any], where: s
     return None
 
 
+def checked_load(
+    original: Callable[[Any, Any], Any],
+    image_path: Callable[[Any], str | None],
+    why: Callable[[Any, str], str | None],
+) -> Callable[[Any, Any], Any]:
+    """A loading step's method (``original(step, results)``) that raises :class:`BadImageError` naming the file when
+    a load fails because of it: ``image_path(results)`` is the file, ``why(step, filename)`` what is wrong with it
+    (None: nothing, so the failure is a bug elsewhere and is re-raised unchanged). A storage backend's
+    :class:`DataError` names the object already. The error is also of the type the step raised
+    (:func:`~model_hub_mmdet.error_types.keeping`)."""
+    from model_hub_mmdet.error_types import keeping
+
+    def load(self: Any, results: Any) -> Any:
+        try:
+            return original(self, results)
+        except BadImageError:
+            raise
+        except UserError as err:
+            if not isinstance(err, DataError):  # e.g. a ConfigError for the file client: not this image's fault
+                raise
+            raise keeping(BadImageError, err, image_path(results) or "?", str(err)) from err
+        except Exception as err:
+            filename = image_path(results)
+            reason = why(self, filename) if filename is not None else None
+            if reason is None:
+                raise
+            raise keeping(BadImageError, err, filename, reason) from err
+
+    return load
+
+
 def skipped_samples(batch: Any) -> int:
     """How many samples of this batch stand in for (training) or left out (validation) unreadable images.
     The trial reports it as the ``skipped_samples`` training metric."""

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from model_hub_mmdet import bad_images
-from model_hub_mmdet.bad_images import BadImageError
 from model_hub_mmdet.error_types import keeping
 from model_hub_mmdet.errors import DataError, UserError
 from model_hub_mmdet.patch_registry import wrap_method
@@ -38,22 +37,14 @@ def diagnose_image(filename: str, backend_args: Mapping | None = None) -> str | 
                                "data_root/data_prefix")
 
 
-def _checked_transform(original: Any) -> Any:
-    def transform(self: Any, results: dict) -> Any:
-        try:
-            return original(self, results)
-        except UserError:
-            raise
-        except Exception as err:
-            filename = results.get("img_path") if isinstance(results, Mapping) else None
-            if filename is None:
-                raise
-            reason = diagnose_image(str(filename), getattr(self, "backend_args", None))
-            if reason is None:  # the file is fine: a bug elsewhere in the step, not bad data
-                raise
-            raise keeping(BadImageError, err, str(filename), reason) from err
+def _image_path(results: Any) -> str | None:
+    filename = results.get("img_path") if isinstance(results, Mapping) else None
+    return None if filename is None else str(filename)
 
-    return transform
+
+def _checked_transform(original: Any) -> Any:
+    return bad_images.checked_load(
+        original, _image_path, lambda step, filename: diagnose_image(filename, getattr(step, "backend_args", None)))
 
 
 def install_image_check() -> None:

@@ -27,8 +27,6 @@ from typing import Any
 
 from model_hub_mmdet import bad_images
 from model_hub_mmdet.bad_images import SETTING, BadImageError, BadImagePolicy
-from model_hub_mmdet.error_types import keeping
-from model_hub_mmdet.errors import DataError, UserError
 from model_hub_mmdet.mmdet2.datasets.patching import wrap_method
 
 __all__ = ["SETTING", "BadImageError", "BadImagePolicy", "diagnose", "image_path", "install"]
@@ -52,28 +50,13 @@ def diagnose(file_client: Any, filename: str, flag: str = "color", channel_order
                                "img_prefix/data_root")
 
 
-def _checked_call(original: Any) -> Any:
-    def __call__(self: Any, results: dict) -> dict:
-        try:
-            return original(self, results)
-        except BadImageError:
-            raise
-        except UserError as err:
-            if not isinstance(err, DataError):  # e.g. a ConfigError for the file client: not this image's fault
-                raise
-            filename = image_path(results) or "?"
-            raise keeping(BadImageError, err, filename, str(err)) from err
-        except Exception as err:
-            filename = image_path(results)
-            client = getattr(self, "file_client", None)
-            if filename is None or client is None:
-                raise
-            reason = diagnose(client, filename, self.color_type, self.channel_order)
-            if reason is None:
-                raise  # the file is fine: the failure is somewhere else
-            raise keeping(BadImageError, err, filename, reason) from err
+def _why(step: Any, filename: str) -> str | None:
+    client = getattr(step, "file_client", None)
+    return diagnose(client, filename, step.color_type, step.channel_order) if client is not None else None
 
-    return __call__
+
+def _checked_call(original: Any) -> Any:
+    return bad_images.checked_load(original, image_path, _why)
 
 
 def install() -> None:
