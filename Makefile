@@ -10,6 +10,7 @@
 # (TORCH_CUDA_ARCH_LIST and CUDA_HOME pass through; scripts/install.sh says how they default).
 # `make cuda-wheel MMDET=2|3` builds (or takes from the cache) that generation's CUDA mmcv wheel without installing
 # it and checks it (scripts/cuda-wheel.sh); it is slow (an hour or more on 2 cores), so not part of `make test`.
+# It only needs the environment to exist (its torch): it does not re-run the installer.
 MMDET ?= 2
 VENV_2 ?= .venv
 VENV_3 ?= .venv-mmdet3
@@ -89,7 +90,8 @@ endif
 bench: install
 	$(BIN)/python bench/storage.py
 
-cuda-wheel: $(STAMP)
+cuda-wheel:
+	@test -x $(BIN)/python || { echo "make cuda-wheel: $(VENV) does not exist: make install MMDET=$(MMDET) first"; exit 1; }
 	@$(PHASE) "cuda-wheel: MMDetection $(MMDET).x's CUDA mmcv, built with $(VENV)'s torch" \
 	  env MMDET=$(MMDET) VENV="$(abspath $(VENV))" bash scripts/cuda-wheel.sh
 

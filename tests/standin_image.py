@@ -136,6 +136,9 @@ def wheelhouse(extras: list[str], cache_root: Path, also: Iterable[str] = ()) ->
             _repack(dists[name], tmp)
         (tmp / "pins.txt").write_text("\n".join(pins) + "\n")
         tmp.rename(out)
+        for old in cache_root.iterdir():  # this extras' wheelhouses of versions no longer installed
+            if old != out and re.fullmatch(rf"{re.escape('-'.join(extras))}-[0-9a-f]{{16}}", old.name):
+                shutil.rmtree(old, ignore_errors=True)
     return out
 
 
