@@ -88,7 +88,7 @@ def architectures(spec: str) -> tuple[list[str], list[str]]:
 def arch_list_of(wheel: Path) -> str | None:
     """The architecture list in the wheel's cache folder name, if it is in scripts/install.sh's wheel cache."""
     match = re.search(r"-arch([0-9._+PTX]+)$", wheel.resolve().parent.name)
-    return match.group(1) if match else None
+    return match.group(1).replace("_", " ") if match else None
 
 
 def find_tool(name: str, explicit: str | None = None) -> str | None:
