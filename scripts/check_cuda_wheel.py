@@ -37,32 +37,38 @@ HERE = Path(__file__).resolve().parent
 PROBE = HERE / "mmcv_ops_probe.py"
 CPU_REFERENCE_ONLY = {"sigmoid_focal_loss", "ms_deform_attn"}  # mmcv_ops_probe.py's plain-torch stand-ins
 
-# The CUDA entry points (host functions in cudabind.cpp's .cu files) behind the ops that MMDetection's detectors
-# call: the ones the issue names, then every mmcv op type the 2.28 and 3.3 zoo configs name that has a CUDA kernel
-# (tests/test_cuda_wheel_check.py keeps this list complete against the installed zoo).
+# The CUDA entry points (host functions of the .cu files) behind the ops that MMDetection's detectors call: the
+# ones the issue names, then every mmcv op the 2.28 and 3.3 zoo configs name that has a CUDA kernel.
 CUDA_ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "RoIAlign": ("ROIAlignForwardCUDAKernelLauncher", "ROIAlignBackwardCUDAKernelLauncher"),
     "nms": ("NMSCUDAKernelLauncher",),
-    "DeformConv2d (DCN, SAC, RepPoints, VFNet, TOOD)": (
-        "deformable_im2col_cuda", "deformable_col2im_cuda", "deformable_col2im_coord_cuda"),
-    "ModulatedDeformConv2d (DCNv2, DyHead)": (
-        "modulated_deformable_im2col_cuda", "modulated_deformable_col2im_cuda",
-        "modulated_deformable_col2im_coord_cuda"),
+    "DeformConv2d": ("deformable_im2col_cuda", "deformable_col2im_cuda", "deformable_col2im_coord_cuda"),
+    "ModulatedDeformConv2d": ("modulated_deformable_im2col_cuda", "modulated_deformable_col2im_cuda",
+                              "modulated_deformable_col2im_coord_cuda"),
     "MultiScaleDeformableAttention": ("ms_deform_attn_cuda_forward", "ms_deform_attn_cuda_backward"),
     "sigmoid_focal_loss": ("SigmoidFocalLossForwardCUDAKernelLauncher", "SigmoidFocalLossBackwardCUDAKernelLauncher"),
-    "DeformRoIPoolPack / ModulatedDeformRoIPoolPack": (
-        "DeformRoIPoolForwardCUDAKernelLauncher", "DeformRoIPoolBackwardCUDAKernelLauncher"),
-    "CARAFE (carafe upsampling)": ("CARAFEForwardCUDAKernelLauncher", "CARAFEBackwardCUDAKernelLauncher"),
-    "MaskedConv2d (guided anchoring)": (
-        "MaskedIm2colForwardCUDAKernelLauncher", "MaskedCol2imForwardCUDAKernelLauncher"),
+    "DeformRoIPool": ("DeformRoIPoolForwardCUDAKernelLauncher", "DeformRoIPoolBackwardCUDAKernelLauncher"),
+    "CARAFE": ("CARAFEForwardCUDAKernelLauncher", "CARAFEBackwardCUDAKernelLauncher"),
+    "MaskedConv2d": ("MaskedIm2colForwardCUDAKernelLauncher", "MaskedCol2imForwardCUDAKernelLauncher"),
     "RoIPool": ("ROIPoolForwardCUDAKernelLauncher", "ROIPoolBackwardCUDAKernelLauncher"),
+    "SyncBatchNorm (MMSyncBN)": ("SyncBNForwardMeanCUDAKernelLauncher", "SyncBNForwardVarCUDAKernelLauncher",
+                                 "SyncBNForwardOutputCUDAKernelLauncher", "SyncBNBackwardParamCUDAKernelLauncher",
+                                 "SyncBNBackwardDataCUDAKernelLauncher"),
 }
-# The mmcv op types the zoo configs name that run no CUDA kernel of mmcv's: soft-NMS is CPU-only; SimpleRoIAlign
-# is grid_sample; the rest are plain torch modules (SyncBN is torch's own).
-NO_CUDA_KERNEL = {"soft_nms", "SimpleRoIAlign", "SyncBN", "ContextBlock", "GeneralizedAttention", "ConvWS",
-                  "ConvAWS", "NonLocal2d", "DropBlock", "CornerPool", "Conv2d", "DepthwiseSeparableConvModule",
-                  "ConvModule", "Swish", "HSigmoid", "HSwish", "GELU", "Clamp", "PReLU", "SiLU", "ReLU",
-                  "LeakyReLU", "Sigmoid", "Tanh", "BN", "GN", "LN", "IN", "MMSyncBN"}
+# The ``type=`` names of mmcv ops that configs use, and the entry above each one runs (tests/test_cuda_wheel_check.py
+# and tests/mmdet3/test_cuda_wheel_check.py keep this complete against the installed zoo). sigmoid_focal_loss is
+# called by mmdet's FocalLoss on CUDA tensors; SAC (DetectoRS) and RepPoints/VFNet/TOOD heads use DeformConv2d.
+ZOO_TYPES = {
+    "RoIAlign": "RoIAlign", "nms": "nms", "DCN": "DeformConv2d", "DeformConv2dPack": "DeformConv2d",
+    "SAC": "DeformConv2d", "DCNv2": "ModulatedDeformConv2d", "ModulatedDeformConv2dPack": "ModulatedDeformConv2d",
+    "MultiScaleDeformableAttention": "MultiScaleDeformableAttention", "DeformRoIPoolPack": "DeformRoIPool",
+    "ModulatedDeformRoIPoolPack": "DeformRoIPool", "carafe": "CARAFE", "CARAFEPack": "CARAFE", "RoIPool": "RoIPool",
+    "MaskedConv2d": "MaskedConv2d", "MMSyncBN": "SyncBatchNorm (MMSyncBN)",  # (simple_copy_paste configs)
+}
+# The mmcv op types configs name that run no CUDA kernel of mmcv's: soft-NMS is CPU-only; SimpleRoIAlign is
+# grid_sample; the rest are plain torch modules.
+NO_CUDA_KERNEL = {"soft_nms", "SimpleRoIAlign", "ContextBlock", "GeneralizedAttention", "ConvWS", "ConvAWS",
+                  "NonLocal2d", "CornerPool", "Conv2d"}
 
 
 @dataclass
@@ -150,10 +156,10 @@ def check_entry_points(so: Path) -> Result:
     total = sum(len(names) for names in CUDA_ENTRY_POINTS.values())
     if missing:
         return Result("CUDA entry points (nm -D)", False, f"{len(missing)} of {len(CUDA_ENTRY_POINTS)} ops lack "
-                      "theirs: " + "; ".join(f"{op.split(' ')[0]} ({', '.join(names)})"
+                      "theirs: " + "; ".join(f"{op} ({', '.join(names)})"
                                              for op, names in missing.items()))
     return Result("CUDA entry points (nm -D)", True, f"all {total} for the {len(CUDA_ENTRY_POINTS)} ops "
-                  + ", ".join(op.split(" ")[0] for op in CUDA_ENTRY_POINTS))
+                  + ", ".join(CUDA_ENTRY_POINTS))
 
 
 IMPORT_SCRIPT = """
