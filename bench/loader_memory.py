@@ -11,8 +11,9 @@ share of an epoch on an 8-GPU x 8-worker node) or ``--samples``. Meanwhile this 
 ``/proc/PID/smaps_rollup`` of the child and all its descendants every ``--interval`` seconds (2): PSS (shared pages
 divided among the processes sharing them, so forked workers are not counted once per worker), USS (private pages)
 and private dirty pages. The table gives the values at the end of the run, the peak PSS, the growth per 10,000
-samples (least squares of PSS against samples seen, after the first tenth of the run) and the PSS as a multiple of
-the same loader's with 0 workers.
+samples (least squares of PSS against samples seen over the second half of the run, once the workers have warmed
+up) and the PSS as a multiple of the same loader's with 0 workers. ``--from-json FILE`` prints the tables of an
+earlier run's result file again.
 
 Loaders (``--loaders``):
 
@@ -255,7 +256,7 @@ def summarize(run: dict[str, Any]) -> dict[str, Any]:
     points = [p for p in run["timeline"] if p["seen"] > 0 and p["t"] < first_done and p["alive"] == run["procs"]]
     points = points or run["timeline"]
     end = points[-1]
-    iterating = [p for p in points if p["seen"] >= run["target"] * run["procs"] / 10]
+    iterating = [p for p in points if p["seen"] >= run["target"] * run["procs"] / 2]  # after the workers' warm-up
     slope = least_squares_slope([p["seen"] for p in iterating], [p["Pss"] / MB for p in iterating]) * 10_000
     first = max(m.get("first_batch", float("nan")) for m in run["marks"])
     return {"pss_mb": end["Pss"] / MB, "peak_pss_mb": max(p["Pss"] for p in run["timeline"]) / MB,
@@ -296,6 +297,19 @@ def node_table(gen: int, runs: list[dict[str, Any]]) -> str:
                      f"{s['pss_mb']:.0f}", f"{s['peak_pss_mb']:.0f}", f"{s['pss_mb'] / r['procs']:.0f}", starts))
     return markdown_table(["loader", "processes x workers", "samples seen", "PSS MB, all (end)", "peak PSS MB, all",
                            "PSS MB per process", "s from start to first batch, each process"], rows, "lrrrrrl")
+
+
+def print_tables(gen: int, args: dict[str, Any], runs: list[dict[str, Any]]) -> None:
+    records = runs[0]["records"] if runs else 0
+    print(f"\n### loader memory (MMDetection {gen}.x): batch {args['batch_size']}, {args['size']} px, backend fake,"
+          f" memory every {args['interval']:g} s\n")
+    print(table(gen, runs))
+    if any(r["procs"] > 1 for r in runs):
+        print(f"\n{args['nproc']} processes together (the ranks of one node), {args['nproc_workers']} workers each:\n")
+        print(node_table(gen, runs))
+    caches = [f"{r['node_cache_mb']:.0f}" for r in runs if r.get("node_cache_mb")]
+    print(f"\n{machine_line()}. Node cache file (page cache, mapped; in PSS where touched):"
+          f" {', '.join(caches) or '-'} MiB. {records:,} training images after mmdet's filter.")
 
 
 def write_data(data: Path, quick: bool) -> None:
@@ -340,7 +354,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="folder of the generated annotation file (kept; reused when there)")
     parser.add_argument("--quick", action="store_true", help="smoke run: a hundredth of the file, workers 0,2")
     parser.add_argument("--json", help="results file (default runs/bench/loader_memory-mmdetN-TIME.json)")
+    parser.add_argument("--from-json", help="print the tables of this result file again (nothing is run)")
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        for run in saved["runs"]:
+            run["summary"] = summarize(run)
+        print_tables(saved["args"]["generation"], saved["args"], saved["runs"])
+        return 0
     args.generation = args.generation or installed_generation() or 2
     reexec(args.generation)
     if args.quick:
@@ -374,16 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             s = run["summary"]
             print(f"{loader} {procs}x{w} workers: {s['seen']:,} samples in {s['seconds']:.0f} s, PSS {s['pss_mb']:.0f}"
                   f" MB (peak {s['peak_pss_mb']:.0f}), slope {s['slope_mb_per_10k']:+.0f} MB/10k", flush=True)
-        records = runs[0]["records"] if runs else 0
-        print(f"\n### loader memory (MMDetection {args.generation}.x): batch {args.batch_size}, {args.size} px, backend"
-              f" fake, memory every {args.interval:g} s\n")
-        print(table(args.generation, runs))
-        if any(r["procs"] > 1 for r in runs):
-            print(f"\n{args.nproc} processes together (the ranks of one node), {args.nproc_workers} workers each:\n")
-            print(node_table(args.generation, runs))
-        caches = [f"{r['node_cache_mb']:.0f}" for r in runs if r.get("node_cache_mb")]
-        print(f"\n{machine_line()}. Node cache file (page cache, mapped; in PSS where touched):"
-              f" {', '.join(caches) or '-'} MiB. {records:,} training images after mmdet's filter.")
+        print_tables(args.generation, vars(args), runs)
         name = f"loader_memory-mmdet{args.generation}"
         print(f"results: {write_results(name, {'args': vars(args), 'runs': runs}, args.json)}")
     finally:
