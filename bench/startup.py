@@ -64,7 +64,7 @@ CONFIG = "retinanet/retinanet_r18_fpn_1x_coco.py"  # the same name in mmdet 2.28
 TRAIN_SIZE = (118_287, 860_001)  # COCO train2017
 VAL_SIZE = (5_000, 36_781)  # COCO val2017
 MAX_BATCHES = 1000  # never reached: each process stops after its first batch
-NODE_CACHE = {"warm": False}  # --node-cache
+NODE_CACHE = {"warm": False, "share": True}  # --node-cache, --no-share
 
 
 # ================================================================================= the two child processes
@@ -80,6 +80,8 @@ def _finish(marks: dict[str, Any], path: str) -> None:
 def share_datasets(gen: str | None) -> None:
     """Every dataset the trial builds goes through the sharing step of issue 30 (2.x ``share_annotations``, 3.x
     ``share_serialized``) as the generation's engine calls it; a no-op once the engine does (both are idempotent)."""
+    if os.environ.get("MODEL_HUB_MMDET_BENCH_SHARE") == "0":
+        return
     if gen == "mmdet2":
         import mmdet.datasets
 
@@ -297,6 +299,7 @@ def run_side(side: str, index: int, work: Path, exp: Path, runner_cfg: Path, gen
     env = dict(os.environ, XDG_DATA_HOME=str(run / "xdg"))
     # issue 30's node cache: a fresh folder per run (cold: each run builds its shared buffers) or one for all (warm)
     env["MODEL_HUB_MMDET_NODE_CACHE"] = str(work / "node-cache" if NODE_CACHE["warm"] else run / "node-cache")
+    env["MODEL_HUB_MMDET_BENCH_SHARE"] = "1" if NODE_CACHE["share"] else "0"
     with open(run / "stdout.log", "wb") as out, open(run / "stderr.log", "wb") as err:
         started = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err, start_new_session=True)
@@ -375,8 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-cache", choices=("cold", "warm"), default="cold",
                         help="ours' shared annotation buffers (issue 30): built in every run (cold, default) or"
                              " mapped from the file an earlier run of this benchmark wrote (warm)")
+    parser.add_argument("--no-share", action="store_true",
+                        help="ours without the sharing step (to time what it adds, A/B against a run without)")
     args = parser.parse_args(argv)
-    NODE_CACHE["warm"] = args.node_cache == "warm"
+    NODE_CACHE["warm"], NODE_CACHE["share"] = args.node_cache == "warm", not args.no_share
     if args.quick:
         args.pairs, args.warmup = 1, 0
     check_generation(args.generation)
