@@ -38,6 +38,10 @@ constraints="$(mktemp)"
 python3 -c 'import torch; print(f"torch=={torch.__version__}")' >"$constraints" 2>/dev/null || true
 pip install -q -c "$constraints" -e ".[mmdet$gen]"
 rm -f "$constraints"
+# mmdet's COCO panoptic dataset and metric import panopticapi (PyPI: panopticapi-lite, whose metadata pins numpy<2
+# although it runs on numpy 2): installed without its dependencies, as scripts/install.sh does.
+python3 -c 'import importlib.metadata as m; m.version("panopticapi-lite")' 2>/dev/null \
+  || pip install -q --no-deps "panopticapi-lite==0.2.0"
 # mmengine (generation 3) asks for opencv-python, which shares cv2 with opencv-python-headless and needs libGL:
 # when both are installed, cv2 is made headless's again.
 if pip show -q opencv-python >/dev/null 2>&1 && pip show -q opencv-python-headless >/dev/null 2>&1; then

@@ -386,6 +386,14 @@ pathlib.Path(md.distribution("model_hub_mmdet")._path, "model_hub_mmdet_install_
 EOF
 fi
 
+# mmdet's COCO panoptic dataset and metric import panopticapi, which is on PyPI as panopticapi-lite; its metadata
+# pins numpy<2, which would downgrade numpy although the code runs on numpy 2 (tests/test_metric_names.py holds
+# its PQ against a hand computation), so it is installed without its dependencies (the rest are ours already).
+if ! satisfied "panopticapi-lite==0.2.0"; then
+  step "panopticapi-lite (COCO panoptic datasets and metrics)"
+  pip_quiet install -q --no-deps "panopticapi-lite==0.2.0"
+fi
+
 step "checking the stack imports"
 "$PY" - "$MMDET" "$MMCV_DIST" <<'EOF'
 import logging, sys, warnings

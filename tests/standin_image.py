@@ -260,8 +260,10 @@ def hook_then_train(generation: str, work: Path, shapes_dir: Path, overrides: di
     cache_root = wheel.parents[2]  # $MODEL_HUB_MMDET_WHEEL_CACHE
     bin_dir = make_image(work)
     extras = [f"mmdet{generation}"] + (["test"] if via_install_sh else [])  # install.sh installs [mmdetN,test]
-    # scripts/install.sh also checks for the tools an mmcv build needs (ninja), even with the wheel cached.
-    wheels = wheelhouse(extras, cache_root.parent / "standin-wheelhouse", ["ninja"] if via_install_sh else [])
+    # Both install panopticapi-lite without its dependencies; scripts/install.sh also checks for the tools an mmcv
+    # build needs (ninja), even with the wheel cached.
+    wheels = wheelhouse(extras, cache_root.parent / "standin-wheelhouse",
+                       ["panopticapi-lite"] + (["ninja"] if via_install_sh else []))
     context = context_copy(work / "context")
     (context / "data").mkdir(exist_ok=True)
     (context / "data" / "shapes").symlink_to(shapes_dir)
