@@ -251,11 +251,24 @@ PY_TAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info
 # ops and publishes the wheel into CACHE_DIR; sets BUILT_WHEEL to its path.
 build_mmcv_wheel() {
   local dist="$1" version="$2" cache_dir="$3" work src built
-  work="$(mktemp -d)"
-  # --no-build-isolation: pip reads the sdist's metadata by running its setup.py, which needs torch.
-  "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary :all: "$dist==$version" -d "$work"
-  tar -xzf "$work/$dist-$version.tar.gz" -C "$work"
+  if [ "$FORCE_CUDA" = 1 ]; then
+    # A CUDA build takes hours of CPU on a small machine: it builds in a folder kept beside the cache (one per
+    # key, locked), so a build that was stopped resumes where it stopped (pip builds in the source tree and torch's
+    # ninja build skips the objects already compiled). The folder goes once the wheel is published.
+    work="$cache_dir.build"
+    mkdir -p "$work"
+    exec 8>"$work.lock"
+    flock -n 8 || die "another build of this wheel is running in $work; wait for it (or stop it)"
+    if [ -d "$work/$dist-$version" ]; then step "resuming the build kept in $work"; fi
+  else
+    work="$(mktemp -d)"
+  fi
   src="$work/$dist-$version"
+  if [ ! -e "$src/setup.py" ]; then
+    # --no-build-isolation: pip reads the sdist's metadata by running its setup.py, which needs torch.
+    "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary :all: "$dist==$version" -d "$work"
+    tar -xzf "$work/$dist-$version.tar.gz" -C "$work"
+  fi
   # torch >= 2.13 headers require C++20; mmcv 1.7 and 2.1 hard-code -std=c++14/17.
   sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$src/setup.py"
   grep -q 'std=c++20' "$src/setup.py" || die "could not patch $dist setup.py for C++20"
@@ -281,6 +294,7 @@ build_mmcv_wheel() {
   # Atomic publish: a concurrent install never sees a half-copied wheel.
   cp "$built" "$cache_dir/.tmp.$$" && mv "$cache_dir/.tmp.$$" "$cache_dir/$(basename "$built")"
   rm -rf "$work"
+  if [ "$FORCE_CUDA" = 1 ]; then rm -f "$work.lock"; fi
   BUILT_WHEEL="$cache_dir/$(basename "$built")"
 }
 
