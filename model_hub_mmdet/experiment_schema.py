@@ -56,7 +56,9 @@ def _kind(value: Any) -> str:
 
 
 def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
+    # a key with control characters (a stray "\r" in the YAML) is shown quoted: the problem stays one line
+    text = str(key) if str(key).isprintable() and str(key) else repr(key)
+    return f"{path}.{text}" if path else text
 
 
 def _closest(word: Any, choices: Sequence[str], cutoff: float = 0.6) -> str | None:

@@ -386,3 +386,9 @@ def test_every_key_of_a_valid_config_is_known_and_a_changed_key_is_reported() ->
 
 def test_not_a_mapping() -> None:
     assert schema_problems(["a"]) == ["the experiment config must be a mapping, got ['a']"]
+
+
+def test_a_key_with_control_characters_is_quoted_on_one_line() -> None:
+    problems = schema_problems(yaml.safe_load('"\\r": 1\nsearchr: {}\n'))
+    assert any(p.startswith("'\\r': unknown key") for p in problems), problems
+    assert all(len(p.splitlines()) == 1 for p in problems), problems
