@@ -109,14 +109,17 @@ class Engine(engine.Engine):
 
     # -------------------------------------------------------------------------------------------------- data
     def build_dataset(self, split: str) -> torch.utils.data.Dataset:
-        """``build_dataset(cfg.data.train)``, or ``cfg.data.val`` in test mode."""
+        """``build_dataset(cfg.data.train)``, or ``cfg.data.val`` in test mode, with its annotations in flat shared
+        buffers (:func:`~model_hub_mmdet.mmdet2.datasets.flat.share_annotations`)."""
         from mmdet.datasets import build_dataset
+
+        from model_hub_mmdet.mmdet2.datasets.flat import share_annotations
 
         data = self.trial.cfg.data
         with registered_types(f"data.{split}"), quiet_stdout():
-            if split == "train":
-                return build_dataset(data.train)
-            return build_dataset(data.val, dict(test_mode=True))
+            dataset = build_dataset(data.train) if split == "train" else build_dataset(data.val, dict(test_mode=True))
+        # one copy of the annotations for every loader worker and every rank of the node, before workers fork
+        return share_annotations(dataset)
 
     def build_train_loader(self, dataset: Any, batch_size: int, seed: int) -> Any:
         trial = self.trial

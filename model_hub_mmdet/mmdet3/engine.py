@@ -160,12 +160,17 @@ class Engine(engine.Engine):
 
     # -------------------------------------------------------------------------------------------------- data
     def build_dataset(self, split: str) -> torch.utils.data.Dataset:
-        """``DATASETS.build(cfg.train_dataloader.dataset)`` (``val_dataloader`` for ``"val"``)."""
+        """``DATASETS.build(cfg.train_dataloader.dataset)`` (``val_dataloader`` for ``"val"``), its serialized records
+        shared by the node's ranks (:func:`~model_hub_mmdet.mmdet3.shared_data.share_serialized`)."""
         from mmdet.registry import DATASETS
+
+        from model_hub_mmdet.mmdet3.shared_data import share_serialized
 
         key = f"{split}_dataloader"
         with registered_types(f"{key}.dataset"):
-            return DATASETS.build(self.trial.cfg[key].dataset)
+            dataset = DATASETS.build(self.trial.cfg[key].dataset)
+        # mmengine's serialized records mapped from one node-local file: one copy per node, not per rank
+        return share_serialized(dataset)
 
     def build_train_loader(self, dataset: Any, batch_size: int, seed: int) -> Any:
         trial = self.trial
