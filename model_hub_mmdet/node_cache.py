@@ -240,3 +240,20 @@ def shared_arrays(key: str, build: Callable[[], Mapping[str, np.ndarray]],
         logger.warning("The node cache %s cannot be used (%s): each process keeps its own copy of the annotations"
                        " (set %s to a writable local folder, or to off).", directory, err, ENV)
         return once(), "memory"
+
+
+def wrapped_datasets(dataset: Any, holds: str, visit: Callable[[Any], None] | None = None) -> Iterator[Any]:
+    """The datasets that hold the attribute ``holds`` (their annotations) under MMDetection's dataset wrappers, the
+    same in both generations: ``ConcatDataset``'s ``datasets``, and the ``dataset`` of ``RepeatDataset``,
+    ``ClassBalancedDataset`` and ``MultiImageMixDataset``. ``visit`` (optional) sees each wrapper on the way."""
+    if hasattr(dataset, "datasets"):
+        if visit is not None:
+            visit(dataset)
+        for inner in dataset.datasets:
+            yield from wrapped_datasets(inner, holds, visit)
+    elif hasattr(dataset, holds):
+        yield dataset
+    elif getattr(dataset, "dataset", None) is not None:
+        if visit is not None:
+            visit(dataset)
+        yield from wrapped_datasets(dataset.dataset, holds, visit)

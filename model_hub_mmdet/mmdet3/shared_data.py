@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from model_hub_mmdet.node_cache import cache_key, is_mapped, shared_arrays
+from model_hub_mmdet.node_cache import cache_key, is_mapped, shared_arrays, wrapped_datasets
 
 logger = logging.getLogger("model_hub_mmdet")
 
@@ -35,13 +35,7 @@ def share_serialized(dataset: Any) -> Any:
 
 
 def _leaves(dataset: Any) -> Iterator[Any]:
-    if hasattr(dataset, "datasets"):  # ConcatDataset
-        for inner in dataset.datasets:
-            yield from _leaves(inner)
-    elif hasattr(dataset, "data_bytes"):
-        yield dataset
-    elif getattr(dataset, "dataset", None) is not None:  # RepeatDataset, ClassBalancedDataset, MultiImageMixDataset
-        yield from _leaves(dataset.dataset)
+    return wrapped_datasets(dataset, "data_bytes")
 
 
 def _share(dataset: Any) -> None:

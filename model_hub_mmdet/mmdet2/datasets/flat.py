@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from model_hub_mmdet.node_cache import FlatList, cache_key, shared_arrays
+from model_hub_mmdet.node_cache import FlatList, cache_key, shared_arrays, wrapped_datasets
 
 logger = logging.getLogger("model_hub_mmdet")
 
@@ -54,19 +54,13 @@ def share_annotations(dataset: Any) -> Any:
 
 
 def _leaves(dataset: Any) -> Iterator[Any]:
-    """The datasets holding annotations under mmdet's dataset wrappers (and flattening the wrappers' own lists)."""
-    if hasattr(dataset, "datasets"):  # ConcatDataset
-        for inner in dataset.datasets:
-            yield from _leaves(inner)
-        return
-    if hasattr(dataset, "repeat_indices") and isinstance(dataset.repeat_indices, list):  # ClassBalancedDataset
-        dataset.repeat_indices = np.asarray(dataset.repeat_indices, np.int64)
-    inner = getattr(dataset, "dataset", None)
-    if inner is not None and not hasattr(dataset, "data_infos"):  # RepeatDataset, ClassBalanced, MultiImageMix
-        yield from _leaves(inner)
-        return
-    if hasattr(dataset, "data_infos"):
-        yield dataset
+    """The datasets holding annotations under mmdet's dataset wrappers (a wrapper's own list made flat too)."""
+    return wrapped_datasets(dataset, "data_infos", _flatten_repeat_indices)
+
+
+def _flatten_repeat_indices(wrapper: Any) -> None:
+    if isinstance(getattr(wrapper, "repeat_indices", None), list):  # ClassBalancedDataset
+        wrapper.repeat_indices = np.asarray(wrapper.repeat_indices, np.int64)
 
 
 def _source_mtime(cls: type) -> int | None:
