@@ -16,6 +16,8 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
+import os
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
@@ -65,6 +67,21 @@ class LazyIterator:
         self._it = None
 
 
+def forked_with_frozen_heap(make: Callable[[], Iterator]) -> Iterator:
+    """``make()`` (which forks the loader's workers) with the garbage collector's objects frozen, then unfrozen in
+    this process. A forked worker shares the parent's memory until it writes to it, and a full collection in the
+    worker writes to the header of every object it tracks: without the freeze each worker slowly copies every page
+    of the parent's Python heap (the dataset, the model, the modules). ``MODEL_HUB_MMDET_GC_FREEZE=0`` turns it off
+    (bench/loader_memory.py measures both)."""
+    if os.environ.get("MODEL_HUB_MMDET_GC_FREEZE", "1") == "0":
+        return make()
+    gc.freeze()
+    try:
+        return make()
+    finally:
+        gc.unfreeze()
+
+
 class TrainLoader(DataLoader):
     """A torch DataLoader whose iterator starts lazily. ``resumable`` is the :class:`ResumableBatchSampler`
     underneath; ``tracker`` counts unreadable images across its workers; ``unpack`` (optional) restores a batch a
@@ -76,8 +93,8 @@ class TrainLoader(DataLoader):
 
     def __iter__(self) -> Iterator:
         tracker = getattr(self, "tracker", None)
-        self._lazy = LazyIterator(super().__iter__, tracker.training_batch if tracker is not None else None,
-                                  self.unpack)
+        make = partial(forked_with_frozen_heap, super().__iter__) if self.num_workers > 0 else super().__iter__
+        self._lazy = LazyIterator(make, tracker.training_batch if tracker is not None else None, self.unpack)
         return self._lazy
 
     def release_workers(self) -> bool:
