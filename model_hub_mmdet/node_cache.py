@@ -133,14 +133,23 @@ def cache_dir() -> Path | None:
     return Path(value) if value else Path(tempfile.gettempdir()) / "model_hub_mmdet-node-cache"
 
 
-def cache_key(path: str | os.PathLike | None, **settings: Any) -> str:
+def cache_key(path: str | os.PathLike | None, by_content: bool = False, **settings: Any) -> str | None:
     """A file name for arrays derived from the file at ``path`` (its absolute path, size and mtime) and
-    ``settings`` (anything JSON-able, ``repr`` otherwise), the Python version and this format's."""
+    ``settings`` (anything JSON-able, ``repr`` otherwise), the Python version and this format's. None when ``path``
+    is None or not a file here (an object in a bucket: no size and mtime to tell its versions apart) unless ``settings``
+    identify the content itself (``by_content``): such arrays are kept per process, never mapped from a file that
+    another dataset wrote."""
     stat: Any = None
+    if path is None and not by_content:
+        return None
     if path is not None:
-        with contextlib.suppress(OSError):
+        try:
             st = os.stat(path)
             stat = [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+        except (OSError, TypeError, ValueError):
+            if not by_content:
+                return None
+            stat = [str(path)]
     text = json.dumps({"file": stat, "settings": settings, "python": sys.version_info[:2], "format": FORMAT},
                       sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -205,7 +214,7 @@ def _prune(directory: Path, keep: Path) -> None:
                 old.unlink()
 
 
-def shared_arrays(key: str, build: Callable[[], Mapping[str, np.ndarray]],
+def shared_arrays(key: str | None, build: Callable[[], Mapping[str, np.ndarray]],
                   directory: Path | None = None) -> tuple[dict[str, np.ndarray], str]:
     """The arrays ``build()`` makes, memory-mapped from the node's file ``KEY.flat``; built and written by the
     first process that takes the file's lock, mapped by the others. Returns the arrays and where they came from:
@@ -219,7 +228,7 @@ def shared_arrays(key: str, build: Callable[[], Mapping[str, np.ndarray]],
             built.update(build())
         return built
 
-    if directory is None:
+    if directory is None or key is None:  # no node cache, or nothing that names the content safely
         return once(), "memory"
     path = directory / f"{key}.flat"
     try:

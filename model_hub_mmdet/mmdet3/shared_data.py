@@ -44,7 +44,8 @@ def _share(dataset: Any) -> None:
         return  # not serialized, or shared already
     cls = type(dataset)
     # keyed by content (what mmengine built from the file and the settings), so a mismatch cannot be mapped
-    key = cache_key(getattr(dataset, "ann_file", None), dataset=f"{cls.__module__}.{cls.__qualname__}",
+    key = cache_key(getattr(dataset, "ann_file", None), by_content=True,
+                    dataset=f"{cls.__module__}.{cls.__qualname__}",
                     bytes=int(data.nbytes), records=len(address), crc=zlib.crc32(data), offsets=zlib.crc32(address))
     arrays, how = shared_arrays(key, lambda: {"data_bytes": data, "data_address": address})
     dataset.data_bytes, dataset.data_address = arrays["data_bytes"], arrays["data_address"]

@@ -73,7 +73,8 @@ def test_cache_key_follows_the_file_and_the_settings(tmp_path: Path) -> None:
     assert key == cache_key(path, classes=("a", "b")) != cache_key(path, classes=("a",))
     path.write_text("{} ")  # another size (and mtime)
     assert cache_key(path, classes=("a", "b")) != key
-    assert cache_key(tmp_path / "missing.json") == cache_key(None)
+    # no file to tell versions apart: no node file at all (see the next test)
+    assert cache_key(tmp_path / "missing.json") is None and cache_key(None) is None
 
 
 def test_shared_arrays_built_once_then_mapped(tmp_path: Path) -> None:
@@ -126,3 +127,15 @@ def test_ranks_of_a_node_build_once(tmp_path: Path) -> None:
     assert len(log.read_text().split()) == 1
     assert results == [("mapped", 499500)] * 3 + [("written", 499500)]
     assert len(list((tmp_path / "cache").glob("*.flat"))) == 1
+
+
+def test_a_file_that_is_not_here_is_never_keyed_by_its_settings_alone(tmp_path: Path) -> None:
+    """An annotation file in a bucket has no size or mtime here: two of them with the same settings (the same image
+    ids) must not map each other's arrays, so they are kept per process unless the settings name the content."""
+    from model_hub_mmdet.node_cache import cache_key, shared_arrays
+
+    assert cache_key("s3://bucket/a/val.json", records=4) is None
+    arrays, how = shared_arrays(None, lambda: {"x": np.arange(3)}, directory=tmp_path)
+    assert how == "memory" and arrays["x"].tolist() == [0, 1, 2] and not list(tmp_path.iterdir())
+    by_content = cache_key("s3://bucket/a/val.json", by_content=True, crc=1)
+    assert by_content and by_content != cache_key("s3://bucket/b/val.json", by_content=True, crc=1)
