@@ -125,23 +125,64 @@ def ensure_cuda_mmcv(args: argparse.Namespace, gen: int) -> dict[str, Any]:
 
 def ensure_stack(args: argparse.Namespace, gen: int) -> str:
     """model_hub_mmdet with the generation's extra (mmdet, determined, ...), installed if mmdet is not (the
-    machine's torch kept: pinned as a constraint); mmcv must be there first (ensure_cuda_mmcv)."""
+    machine's torch kept: pinned as a constraint); mmcv must be there first (ensure_cuda_mmcv). From a wheelhouse
+    (``prepare``), its wheels go in as they are, without resolving: ``prepare`` left out what the image has."""
     if installed_generation() == gen:
         return "installed"
-    import torch
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    env = offline_env(args.wheelhouse)
+    if args.wheelhouse:
+        wheels = [str(p) for p in Path(args.wheelhouse).glob("*.whl") if project(p.name) not in ("mmcv", "mmcv-full")]
+        subprocess.run([*pip, "--no-deps", *wheels], env=env, check=True)
+        subprocess.run([*pip, "--no-deps", "--no-build-isolation", "-e", str(REPO)], env=env, check=True)
+    else:
+        import torch
 
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as pins:
-        pins.write(f"torch=={torch.__version__}\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", pins.name, "-e", f"{REPO}[mmdet{gen}]"],
-                   env=offline_env(args.wheelhouse), check=True)
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as pins:
+            pins.write(f"torch=={torch.__version__}\n")
+        subprocess.run([*pip, "-c", pins.name, "-e", f"{REPO}[mmdet{gen}]"], env=env, check=True)
     importlib.invalidate_caches()
     return "installed now"
 
 
-def prepare(dest: Path, python_version: str, gen: int) -> int:
+DEVICE_CARRY_MIB = 64  # what one device call carries (the device tool's limit on ignored paths)
+DEVICE_IMAGE = REPO / "bench" / "device_image_packages.txt"
+# Wanted by a requirement but never imported by a local run on disk data (checked with sys.modules after a
+# --cpu run): determined's cluster-side clients, and opencv-python where the image's opencv-python-headless is cv2.
+NOT_IMPORTED = {"opencv-python", "google-api-python-client", "google-auth-httplib2", "httplib2", "uritemplate",
+                "azure-core", "azure-storage-blob", "isodate", "paramiko", "pynacl", "invoke", "docker"}
+PINNED_FOR_THE_BUILD = {"setuptools"}  # install.sh builds mmcv with setuptools<70; the image's is newer
+
+
+def project(filename: str) -> str:
+    """A wheel's or sdist's project name, normalised (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", re.split(r"-\d", filename, maxsplit=1)[0]).lower()
+
+
+def present_on_device(path: Path = DEVICE_IMAGE) -> set[str]:
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return {project(line) for line in lines if line and not line.startswith("#")}
+
+
+def slim_wheelhouse(dest: Path, present: set[str]) -> list[str]:
+    """Delete from ``dest`` what the device has or never imports (torch and its CUDA libraries, the image's
+    packages, :data:`NOT_IMPORTED`), keeping the version pins a build needs; returns the names deleted."""
+    dropped = []
+    for path in sorted(dest.iterdir()):
+        name = project(path.name)
+        if name in PINNED_FOR_THE_BUILD or name in ("mmcv", "mmcv-full"):
+            continue
+        if (re.match(r"(torch|torchvision|triton|nvidia-|cuda-)", name) or name in present
+                or name in NOT_IMPORTED):
+            path.unlink()
+            dropped.append(path.name)
+    return dropped
+
+
+def prepare(dest: Path, python_version: str, gen: int, present: set[str]) -> int:
     """Fill ``dest`` with what the GPU machine installs offline: the mmcv sdist and wheels of the package's
-    requirements for ``python_version`` (torch, torchvision and their CUDA libraries excluded: the machine has
-    them), and say how much it is."""
+    requirements for ``python_version``, less what the machine's image already has (``present``) and what a
+    local run never imports; say how much it is, and whether one device call can carry it."""
     dest.mkdir(parents=True, exist_ok=True)
     mmcv = "mmcv-full==1.7.2" if gen == 2 else "mmcv==2.1.0"
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
@@ -155,14 +196,13 @@ def prepare(dest: Path, python_version: str, gen: int) -> int:
               "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64"]
     run = subprocess.run([sys.executable, "-m", "pip", "download", "-q", *target, "-d", str(dest), *reqs,
                           "setuptools<70", "wheel", "ninja"], capture_output=True, text=True)
-    # torch's own requirements are on the machine already: drop them rather than carry them.
-    for path in dest.glob("*.whl"):
-        if re.match(r"(torch|torchvision|triton|nvidia_|cuda_)", path.name):
-            path.unlink()
+    dropped = slim_wheelhouse(dest, present)
     total = sum(p.stat().st_size for p in dest.iterdir()) / 2**20
-    print(f"{dest}: {len(list(dest.iterdir()))} files, {total:.1f} MiB" + (run.stderr[-2000:] if run.returncode
-                                                                           else ""))
-    return run.returncode
+    fits = "fits" if total <= DEVICE_CARRY_MIB else "does NOT fit"
+    print(f"{dest}: {len(list(dest.iterdir()))} files, {total:.1f} MiB ({fits} the {DEVICE_CARRY_MIB} MiB a device "
+          f"call carries); left out {len(dropped)} the device has or never imports"
+          + (run.stderr[-2000:] if run.returncode else ""))
+    return run.returncode or int(total > DEVICE_CARRY_MIB)
 
 
 # ------------------------------------------------------------------------------------ 2. CUDA ops vs CPU ops
@@ -431,8 +471,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("dest", type=Path)
         parser.add_argument("--python-version", default="3.12")
         parser.add_argument("--generation", type=int, choices=(2, 3), default=installed_generation())
+        parser.add_argument("--present", type=Path, default=DEVICE_IMAGE,
+                            help="packages the GPU machine already has, one a line (default: %(default)s)")
         args = parser.parse_args(argv[1:])
-        return prepare(args.dest, args.python_version, args.generation)
+        return prepare(args.dest, args.python_version, args.generation, present_on_device(args.present))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cpu", action="store_true", help="no GPU: everything but the CUDA parts")
     parser.add_argument("--generation", type=int, choices=(2, 3), help="default: the installed mmdet's")

@@ -71,13 +71,13 @@ def _top_levels(dist: md.Distribution) -> set[str]:
     return {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")} - {"__pycache__"}
 
 
-def make_image(dest: Path) -> Path:
-    """A virtual environment whose Python sees only torch, torchvision and their requirements; returns its
-    ``bin`` folder."""
+def make_image(dest: Path, image_dists: Iterable[str] = IMAGE_DISTS) -> Path:
+    """A virtual environment whose Python sees only ``image_dists`` (torch and torchvision unless told) and their
+    requirements; returns its ``bin`` folder."""
     site = dest / "image-torch"
     site.mkdir(parents=True)
     dists = _installed()
-    for name in sorted(closure(IMAGE_DISTS)):
+    for name in sorted(closure(image_dists)):
         dist = dists[name]
         for top in _top_levels(dist):
             link = site / top
