@@ -1,4 +1,4 @@
-"""The CPU priority of data-loader worker processes (``data.worker_niceness``).
+"""What every data-loader worker process does first: its CPU priority (``data.worker_niceness``) and its heap.
 
 When the model trains on the CPU, its intra-op threads occupy every core. A loader worker that wakes up to
 prepare the next batch then preempts one of those threads, and the others wait for it at their next
@@ -13,10 +13,19 @@ leaves the workers' priority alone there.
 
 Setting, in the experiment config's ``data`` section: ``worker_niceness: auto`` (the default: 19 when the trial
 trains on the CPU, 0 otherwise) or an integer from 0 to 19 added to each worker's niceness.
+
+**The heap.** A worker decodes full-size images (a few MB each) and frees them a moment later. glibc's malloc
+raises its mmap threshold to the size of the largest block freed, so after the first image every later one comes
+from the heap, and the heap keeps its high-water mark as private memory for the rest of the worker's life (the
+small objects allocated between the images keep it from being trimmed). Fixing the threshold (and the trim
+threshold) in each worker sends large blocks back to the system when freed, at the cost of a fresh mapping per
+image. ``MODEL_HUB_MMDET_WORKER_MALLOC=0`` leaves glibc's defaults (bench/loader_memory.py measures both).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from collections.abc import Callable
 from functools import partial
@@ -52,6 +61,29 @@ def lower_priority(niceness: int, worker_id: int) -> None:
             pass
 
 
-def worker_init(niceness: int) -> Callable[[int], None] | None:
-    """The ``worker_init_fn`` for a loader whose workers get ``niceness`` (None when there is nothing to do)."""
-    return partial(lower_priority, niceness) if niceness > 0 else None
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+HEAP_THRESHOLD = 128 * 1024  # glibc's initial mmap threshold, kept from changing
+
+
+def bound_heap() -> bool:
+    """Fix glibc malloc's mmap and trim thresholds in this process (see the module docstring); returns whether
+    they were set (False off glibc, or with ``MODEL_HUB_MMDET_WORKER_MALLOC=0``)."""
+    if os.environ.get("MODEL_HUB_MMDET_WORKER_MALLOC", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, HEAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, HEAP_THRESHOLD))
+
+
+def init_worker(niceness: int, worker_id: int) -> None:
+    """A loader's ``worker_init_fn``: the worker's priority, then its heap."""
+    lower_priority(niceness, worker_id)
+    bound_heap()
+
+
+def worker_init(niceness: int) -> Callable[[int], None]:
+    """The ``worker_init_fn`` for a loader whose workers get ``niceness``."""
+    return partial(init_worker, niceness)

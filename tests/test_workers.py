@@ -1,7 +1,10 @@
-"""Loader workers run below the training process's priority when training is on the CPU (data.worker_niceness)."""
+"""Loader workers run below the training process's priority when training is on the CPU (data.worker_niceness),
+with glibc's malloc thresholds fixed (workers.bound_heap)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from pathlib import Path
 
@@ -93,3 +96,38 @@ def test_check_refuses_a_bad_setting(shapes_dir: Path, tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(exp))
     report = check_experiment(path)
     assert any("data.worker_niceness must be auto or an integer from 0" in p for p in report.problems), report.problems
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+class MmapReporting(torch.utils.data.Dataset):
+    """Each sample frees a 1 MiB block, then says whether the next 1 MiB block was mapped on its own (glibc's
+    fixed threshold) or taken from the heap (its default: the threshold has risen to the size freed)."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, idx: int) -> dict:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        libc.free.argtypes = [ctypes.c_void_p]
+        libc.mallinfo2.restype = _MallInfo2
+        libc.free(libc.malloc(1 << 20))
+        before = libc.mallinfo2().hblkhd
+        block = libc.malloc(1 << 20)
+        mapped = libc.mallinfo2().hblkhd - before >= 1 << 20
+        libc.free(block)
+        return {"img": DataContainer(torch.zeros(3, 4, 4), stack=True), "mapped": DataContainer(mapped, cpu_only=True)}
+
+
+@pytest.mark.skipif(not ctypes.util.find_library("c") or not hasattr(ctypes.CDLL(ctypes.util.find_library("c")),
+                                                                     "mallinfo2"), reason="glibc >= 2.33 only")
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_workers_send_freed_image_sized_blocks_back_unless_told_not_to(setting: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_HUB_MMDET_WORKER_MALLOC", setting)
+    train = iter(build_train_loader(MmapReporting(), batch_size=2, num_workers=1, seed=0))
+    assert set(next(train)["mapped"].data[0]) == {setting == "1"}
