@@ -63,11 +63,13 @@ def lower_priority(niceness: int, worker_id: int) -> None:
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 HEAP_THRESHOLD = 128 * 1024  # glibc's initial mmap threshold, kept from changing
+heap_bounded = False  # set by bound_heap in the processes it tuned
 
 
 def bound_heap() -> bool:
     """Fix glibc malloc's mmap and trim thresholds in this process (see the module docstring); returns whether
     they were set (False off glibc, or with ``MODEL_HUB_MMDET_WORKER_MALLOC=0``)."""
+    global heap_bounded
     if os.environ.get("MODEL_HUB_MMDET_WORKER_MALLOC", "1") == "0":
         return False
     try:
@@ -75,7 +77,8 @@ def bound_heap() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, HEAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, HEAP_THRESHOLD))
+    heap_bounded = bool(mallopt(M_MMAP_THRESHOLD, HEAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, HEAP_THRESHOLD))
+    return heap_bounded
 
 
 def init_worker(niceness: int, worker_id: int) -> None:

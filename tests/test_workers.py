@@ -98,36 +98,55 @@ def test_check_refuses_a_bad_setting(shapes_dir: Path, tmp_path: Path) -> None:
     assert any("data.worker_niceness must be auto or an integer from 0" in p for p in report.problems), report.problems
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-class MmapReporting(torch.utils.data.Dataset):
-    """Each sample frees a 1 MiB block, then says whether the next 1 MiB block was mapped on its own (glibc's
-    fixed threshold) or taken from the heap (its default: the threshold has risen to the size freed)."""
-
-    def __len__(self) -> int:
-        return 4
-
-    def __getitem__(self, idx: int) -> dict:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-        libc.free.argtypes = [ctypes.c_void_p]
-        libc.mallinfo2.restype = _MallInfo2
-        libc.free(libc.malloc(1 << 20))
-        before = libc.mallinfo2().hblkhd
-        block = libc.malloc(1 << 20)
-        mapped = libc.mallinfo2().hblkhd - before >= 1 << 20
-        libc.free(block)
-        return {"img": DataContainer(torch.zeros(3, 4, 4), stack=True), "mapped": DataContainer(mapped, cpu_only=True)}
+# In a fresh Python (a heap with no large free chunk to reuse): free a 1 MiB block, then say whether the next one
+# was mapped on its own (glibc's threshold fixed) or taken from the heap (its default: the threshold rose to 1 MiB).
+MMAP_PROBE = """
+import ctypes, ctypes.util, sys
+from model_hub_mmdet import workers
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+libc.mallinfo2.restype = MallInfo2
+bounded = workers.bound_heap()
+libc.free(libc.malloc(1 << 20))
+before = libc.mallinfo2().hblkhd
+block = libc.malloc(1 << 20)
+print(bounded, libc.mallinfo2().hblkhd - before >= 1 << 20)
+"""
 
 
 @pytest.mark.skipif(not ctypes.util.find_library("c") or not hasattr(ctypes.CDLL(ctypes.util.find_library("c")),
                                                                      "mallinfo2"), reason="glibc >= 2.33 only")
 @pytest.mark.parametrize("setting", ["1", "0"])
-def test_workers_send_freed_image_sized_blocks_back_unless_told_not_to(setting: str,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MODEL_HUB_MMDET_WORKER_MALLOC", setting)
-    train = iter(build_train_loader(MmapReporting(), batch_size=2, num_workers=1, seed=0))
-    assert set(next(train)["mapped"].data[0]) == {setting == "1"}
+def test_a_bounded_heap_sends_freed_image_sized_blocks_back_unless_told_not_to(setting: str) -> None:
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MODEL_HUB_MMDET_WORKER_MALLOC=setting)
+    out = subprocess.run([sys.executable, "-c", MMAP_PROBE], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(setting == "1")] * 2, out
+
+
+class HeapReporting(torch.utils.data.Dataset):
+    """Each sample says whether the worker that loaded it bounded its heap."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, idx: int) -> dict:
+        from model_hub_mmdet import workers
+
+        return {"img": DataContainer(torch.zeros(3, 4, 4), stack=True),
+                "bounded": DataContainer(workers.heap_bounded, cpu_only=True)}
+
+
+def test_training_and_validation_workers_bound_their_heap_and_the_training_process_does_not() -> None:
+    from model_hub_mmdet import workers
+
+    train = iter(build_train_loader(HeapReporting(), batch_size=2, num_workers=1, seed=0))
+    assert set(next(train)["bounded"].data[0]) == {True}
+    val = build_val_loader(HeapReporting(), batch_size=2, num_workers=1)
+    assert {b for batch in val for b in batch["bounded"].data[0]} == {True}
+    assert workers.heap_bounded is False
