@@ -81,6 +81,20 @@ def bound_heap() -> bool:
     return heap_bounded
 
 
+def release_free_heap() -> bool:
+    """Give the free pages inside this process's malloc heaps back to the system (glibc's ``malloc_trim``), before
+    the loader forks its workers: what building the dataset freed (the JSON text, the parsed file) stays in the
+    heap as free chunks, and a worker that later allocates into one of them copies its page. Returns whether
+    glibc trimmed anything (False off glibc or with ``MODEL_HUB_MMDET_WORKER_MALLOC=0``)."""
+    if os.environ.get("MODEL_HUB_MMDET_WORKER_MALLOC", "1") == "0":
+        return False
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    return bool(trim(0))
+
+
 def init_worker(niceness: int, worker_id: int) -> None:
     """A loader's ``worker_init_fn``: the worker's priority, then its heap."""
     lower_priority(niceness, worker_id)

@@ -150,3 +150,37 @@ def test_training_and_validation_workers_bound_their_heap_and_the_training_proce
     val = build_val_loader(HeapReporting(), batch_size=2, num_workers=1)
     assert {b for batch in val for b in batch["bounded"].data[0]} == {True}
     assert workers.heap_bounded is False
+
+
+# In a fresh Python: 64 MiB of 32 KiB heap blocks written and freed, one kept at the top so glibc cannot shrink the
+# heap by itself; the private memory before and after release_free_heap, in KiB.
+TRIM_PROBE = """
+import ctypes, ctypes.util
+from model_hub_mmdet import workers
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+def private_kb():
+    return sum(int(line.split()[1]) for line in open("/proc/self/smaps_rollup") if line.startswith("Private_"))
+blocks = [libc.malloc(32 << 10) for _ in range(2048)]
+for b in blocks:
+    ctypes.memset(b, 1, 32 << 10)
+for b in blocks[:-1]:
+    libc.free(b)
+before = private_kb()
+trimmed = workers.release_free_heap()
+print(trimmed, before - private_kb())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists() or not ctypes.util.find_library("c"),
+                    reason="Linux with glibc only")
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_the_heap_freed_before_the_workers_fork_goes_back_to_the_system(setting: str) -> None:
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MODEL_HUB_MMDET_WORKER_MALLOC=setting)
+    out = subprocess.run([sys.executable, "-c", TRIM_PROBE], env=env, capture_output=True, text=True, check=True)
+    trimmed, released_kb = out.stdout.split()
+    assert trimmed == str(setting == "1")
+    assert (int(released_kb) > 40 << 10) == (setting == "1"), out.stdout
