@@ -41,7 +41,8 @@ def test_a_device_machine_installs_the_stack_from_the_slim_wheelhouse(tmp_path: 
     image = tuple(sorted(set(standin.IMAGE_DISTS) | (present & set(standin._installed()))))
     bin_dir = standin.make_image(tmp_path, image)
     mmcv = standin.cached_mmcv_wheel("mmcv")  # stands in for the CUDA build gpu_check makes on the device
-    full = standin.wheelhouse(["mmdet3"], mmcv.parents[3] / "standin-wheelhouse", ["panopticapi-lite"])
+    # the startup-hook test's wheelhouse (the same key: repacked once per set of versions)
+    full = standin.wheelhouse(["mmdet3", "test"], mmcv.parents[3] / "standin-wheelhouse", ["panopticapi-lite", "ninja"])
     slim = tmp_path / "wheelhouse"
     shutil.copytree(full, slim, ignore=shutil.ignore_patterns("pins.txt"))
     dropped = gc.slim_wheelhouse(slim, present)
