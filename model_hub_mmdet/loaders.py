@@ -35,7 +35,7 @@ from model_hub_mmdet.bad_images import (
 )
 from model_hub_mmdet.errors import UserError
 from model_hub_mmdet.sampling import GroupBatchSampler, LoadFailure, ResumableBatchSampler, SeededDataset, Substitute
-from model_hub_mmdet.workers import release_free_heap, worker_init
+from model_hub_mmdet.workers import plug_heap_holes, release_free_heap, worker_init
 
 INDEX_KEY = "sample_idx"
 
@@ -74,6 +74,7 @@ def forked_with_frozen_heap(make: Callable[[], Iterator]) -> Iterator:
     of the parent's Python heap (the dataset, the model, the modules). ``MODEL_HUB_MMDET_GC_FREEZE=0`` turns it off
     (bench/loader_memory.py measures both)."""
     release_free_heap()
+    plug_heap_holes()
     if os.environ.get("MODEL_HUB_MMDET_GC_FREEZE", "1") == "0":
         return make()
     gc.freeze()

@@ -19,7 +19,10 @@ raises its mmap threshold to the size of the largest block freed, so after the f
 from the heap, and the heap keeps its high-water mark as private memory for the rest of the worker's life (the
 small objects allocated between the images keep it from being trimmed). Fixing the threshold (and the trim
 threshold) in each worker sends large blocks back to the system when freed, at the cost of a fresh mapping per
-image. ``MODEL_HUB_MMDET_WORKER_MALLOC=0`` leaves glibc's defaults (bench/loader_memory.py measures both).
+image. Before the fork, the training process gives its heap's free pages back and plugs the holes that building
+the dataset left (:func:`plug_heap_holes`), so the workers' own allocations do not land in pages they share with
+it. ``MODEL_HUB_MMDET_WORKER_MALLOC=0`` leaves all of this to glibc's defaults (bench/loader_memory.py measures
+both).
 """
 
 from __future__ import annotations
@@ -93,6 +96,44 @@ def release_free_heap() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(trim(0))
+
+
+MAX_PLUGS = 1 << 18  # a bound on the loop below, far above the few thousand holes a COCO-size start leaves
+_plugs: list[int] = []  # never freed: freeing them after the fork would copy their pages in this process
+
+
+def plug_heap_holes(largest: int = 1 << 20, smallest: int = 32) -> int:
+    """Fill the free chunks inside this process's main malloc heap with blocks that are never used or freed, just
+    before the loader forks its workers; returns how many were filled (0 off glibc or with
+    ``MODEL_HUB_MMDET_WORKER_MALLOC=0``).
+
+    Building a large dataset frees a great deal (the JSON text, the parsed file, pycocotools' index) and leaves holes
+    between the objects that stay. A forked worker would put its own allocations into those holes, and each one
+    copies a page it shares with the parent. With the holes taken, a worker allocates at the top of the heap instead,
+    into pages of its own. A block counts as a hole when the heap did not grow for it and it does not lie at its top."""
+    if os.environ.get("MODEL_HUB_MMDET_WORKER_MALLOC", "1") == "0":
+        return 0
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        malloc, free, sbrk = libc.malloc, libc.free, libc.sbrk
+    except (OSError, AttributeError):
+        return 0
+    malloc.restype, malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    free.argtypes = [ctypes.c_void_p]
+    sbrk.restype, sbrk.argtypes = ctypes.c_void_p, [ctypes.c_ssize_t]
+    filled, size = 0, largest
+    while size >= smallest and filled < MAX_PLUGS:
+        top = sbrk(0)
+        block = malloc(size)
+        if not block:
+            break
+        if top is None or sbrk(0) != top or block >= top - 2 * HEAP_THRESHOLD:  # grew, near the top, or mapped
+            free(block)
+            size //= 2
+            continue
+        _plugs.append(block)
+        filled += 1
+    return filled
 
 
 def init_worker(niceness: int, worker_id: int) -> None:
