@@ -6,6 +6,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,12 @@ def test_check_refuses_a_bad_setting(shapes_dir: Path, tmp_path: Path) -> None:
     assert any("data.worker_niceness must be auto or an integer from 0" in p for p in report.problems), report.problems
 
 
+def run_probe(code: str, setting: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh Python (its own heap) with MODEL_HUB_MMDET_WORKER_MALLOC set to ``setting``."""
+    env = dict(os.environ, MODEL_HUB_MMDET_WORKER_MALLOC=setting)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+
+
 # In a fresh Python (a heap with no large free chunk to reuse): free a 1 MiB block, then say whether the next one
 # was mapped on its own (glibc's threshold fixed) or taken from the heap (its default: the threshold rose to 1 MiB).
 MMAP_PROBE = """
@@ -121,11 +129,7 @@ print(bounded, libc.mallinfo2().hblkhd - before >= 1 << 20)
                                                                      "mallinfo2"), reason="glibc >= 2.33 only")
 @pytest.mark.parametrize("setting", ["1", "0"])
 def test_a_bounded_heap_sends_freed_image_sized_blocks_back_unless_told_not_to(setting: str) -> None:
-    import subprocess
-    import sys
-
-    env = dict(os.environ, MODEL_HUB_MMDET_WORKER_MALLOC=setting)
-    out = subprocess.run([sys.executable, "-c", MMAP_PROBE], env=env, capture_output=True, text=True, check=True)
+    out = run_probe(MMAP_PROBE, setting)
     assert out.stdout.split() == [str(setting == "1")] * 2, out
 
 
@@ -176,11 +180,7 @@ print(trimmed, before - private_kb())
                     reason="Linux with glibc only")
 @pytest.mark.parametrize("setting", ["1", "0"])
 def test_the_heap_freed_before_the_workers_fork_goes_back_to_the_system(setting: str) -> None:
-    import subprocess
-    import sys
-
-    env = dict(os.environ, MODEL_HUB_MMDET_WORKER_MALLOC=setting)
-    out = subprocess.run([sys.executable, "-c", TRIM_PROBE], env=env, capture_output=True, text=True, check=True)
+    out = run_probe(TRIM_PROBE, setting)
     trimmed, released_kb = out.stdout.split()
     assert trimmed == str(setting == "1")
     assert (int(released_kb) > 40 << 10) == (setting == "1"), out.stdout
@@ -214,11 +214,7 @@ print(plugged, os.read(read, 64).decode())
                                                                      "sbrk"), reason="glibc only")
 @pytest.mark.parametrize("setting", ["1", "0"])
 def test_a_forked_worker_allocates_at_the_top_of_the_heap_once_the_holes_are_plugged(setting: str) -> None:
-    import subprocess
-    import sys
-
-    env = dict(os.environ, MODEL_HUB_MMDET_WORKER_MALLOC=setting)
-    out = subprocess.run([sys.executable, "-c", PLUG_PROBE], env=env, capture_output=True, text=True, check=True)
+    out = run_probe(PLUG_PROBE, setting)
     plugged, in_old_pages = map(int, out.stdout.split())
     if setting == "1":
         assert plugged >= 4000 and in_old_pages == 0, out.stdout
