@@ -132,7 +132,7 @@ def ensure_stack(args: argparse.Namespace, gen: int) -> str:
     pip = [sys.executable, "-m", "pip", "install", "-q"]
     env = offline_env(args.wheelhouse)
     if args.wheelhouse:
-        wheels = [str(p) for p in Path(args.wheelhouse).glob("*.whl") if project(p.name) not in ("mmcv", "mmcv-full")]
+        wheels = [str(p) for p in Path(args.wheelhouse).glob("*.whl") if project(p.name) not in MMCV_DISTS]
         subprocess.run([*pip, "--no-deps", *wheels], env=env, check=True)
         subprocess.run([*pip, "--no-deps", "--no-build-isolation", "-e", str(REPO)], env=env, check=True)
     else:
@@ -152,6 +152,7 @@ DEVICE_IMAGE = REPO / "bench" / "device_image_packages.txt"
 NOT_IMPORTED = {"opencv-python", "google-api-python-client", "google-auth-httplib2", "httplib2", "uritemplate",
                 "azure-core", "azure-storage-blob", "isodate", "paramiko", "pynacl", "invoke", "docker"}
 PINNED_FOR_THE_BUILD = {"setuptools"}  # install.sh builds mmcv with setuptools<70; the image's is newer
+MMCV_DISTS = ("mmcv", "mmcv-full")  # the sdist the machine builds (ensure_cuda_mmcv), not a wheel to install
 
 
 def project(filename: str) -> str:
@@ -170,7 +171,7 @@ def slim_wheelhouse(dest: Path, present: set[str]) -> list[str]:
     dropped = []
     for path in sorted(dest.iterdir()):
         name = project(path.name)
-        if name in PINNED_FOR_THE_BUILD or name in ("mmcv", "mmcv-full"):
+        if name in PINNED_FOR_THE_BUILD or name in MMCV_DISTS:
             continue
         if (re.match(r"(torch|torchvision|triton|nvidia-|cuda-)", name) or name in present
                 or name in NOT_IMPORTED):

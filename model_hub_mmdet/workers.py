@@ -69,18 +69,27 @@ HEAP_THRESHOLD = 128 * 1024  # glibc's initial mmap threshold, kept from changin
 heap_bounded = False  # set by bound_heap in the processes it tuned
 
 
+def _tunable_libc() -> ctypes.CDLL | None:
+    """glibc, when this process may tune its heap: None off glibc (musl, macOS) or with
+    ``MODEL_HUB_MMDET_WORKER_MALLOC=0``."""
+    if os.environ.get("MODEL_HUB_MMDET_WORKER_MALLOC", "1") == "0":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if all(hasattr(libc, name) for name in ("mallopt", "malloc_trim", "sbrk")) else None
+
+
 def bound_heap() -> bool:
     """Fix glibc malloc's mmap and trim thresholds in this process (see the module docstring); returns whether
     they were set (False off glibc, or with ``MODEL_HUB_MMDET_WORKER_MALLOC=0``)."""
     global heap_bounded
-    if os.environ.get("MODEL_HUB_MMDET_WORKER_MALLOC", "1") == "0":
+    libc = _tunable_libc()
+    if libc is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
-        return False
-    heap_bounded = bool(mallopt(M_MMAP_THRESHOLD, HEAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, HEAP_THRESHOLD))
+    heap_bounded = (bool(libc.mallopt(M_MMAP_THRESHOLD, HEAP_THRESHOLD))
+                    and bool(libc.mallopt(M_TRIM_THRESHOLD, HEAP_THRESHOLD)))
     return heap_bounded
 
 
@@ -89,13 +98,8 @@ def release_free_heap() -> bool:
     the loader forks its workers: what building the dataset freed (the JSON text, the parsed file) stays in the
     heap as free chunks, and a worker that later allocates into one of them copies its page. Returns whether
     glibc trimmed anything (False off glibc or with ``MODEL_HUB_MMDET_WORKER_MALLOC=0``)."""
-    if os.environ.get("MODEL_HUB_MMDET_WORKER_MALLOC", "1") == "0":
-        return False
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return False
-    return bool(trim(0))
+    libc = _tunable_libc()
+    return libc is not None and bool(libc.malloc_trim(0))
 
 
 MAX_PLUGS = 1 << 18  # a bound on the loop below, far above the few thousand holes a COCO-size start leaves
@@ -111,13 +115,10 @@ def plug_heap_holes(largest: int = 1 << 20, smallest: int = 32) -> int:
     between the objects that stay. A forked worker would put its own allocations into those holes, and each one
     copies a page it shares with the parent. With the holes taken, a worker allocates at the top of the heap instead,
     into pages of its own. A block counts as a hole when the heap did not grow for it and it does not lie at its top."""
-    if os.environ.get("MODEL_HUB_MMDET_WORKER_MALLOC", "1") == "0":
+    libc = _tunable_libc()
+    if libc is None:
         return 0
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        malloc, free, sbrk = libc.malloc, libc.free, libc.sbrk
-    except (OSError, AttributeError):
-        return 0
+    malloc, free, sbrk = libc.malloc, libc.free, libc.sbrk
     malloc.restype, malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     free.argtypes = [ctypes.c_void_p]
     sbrk.restype, sbrk.argtypes = ctypes.c_void_p, [ctypes.c_ssize_t]
