@@ -26,7 +26,9 @@ side runs in a fresh Python process from the repository root and is stopped once
 Runs alternate (ours, runner, then runner, ours, ...); the ratio is taken within each pair, then the median. The
 time is measured by this process from ``Popen`` to the child's monotonic stamp (one clock for the machine), so it
 includes the interpreter's start and every import. Peak RSS / PSS of the process tree up to that moment are
-reported too. Goal (issue 22, goal 4): ours <= 1.05x the runner's.
+reported too. Goal (issue 22, goal 4): ours <= 1.05x the runner's. ``--no-gc-pause`` runs ``ours`` with the
+garbage collector on while it builds its datasets and model, as the runner has it (``model_hub_mmdet.gc_pause``),
+to show what the pause saves.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ CONFIG = "retinanet/retinanet_r18_fpn_1x_coco.py"  # the same name in mmdet 2.28
 TRAIN_SIZE = (118_287, 860_001)  # COCO train2017
 VAL_SIZE = (5_000, 36_781)  # COCO val2017
 MAX_BATCHES = 1000  # never reached: each process stops after its first batch
-NODE_CACHE = {"warm": False, "share": True}  # --node-cache, --no-share
+OURS = {"warm": False, "gc_pause": True}  # --node-cache, --no-gc-pause
 
 
 # ================================================================================= the two child processes
@@ -77,27 +79,6 @@ def _finish(marks: dict[str, Any], path: str) -> None:
     os._exit(0)  # the parent kills the loader workers with the process group
 
 
-def share_datasets(gen: str | None) -> None:
-    """Every dataset the trial builds goes through the sharing step of issue 30 (2.x ``share_annotations``, 3.x
-    ``share_serialized``) as the generation's engine calls it; a no-op once the engine does (both are idempotent)."""
-    if os.environ.get("MODEL_HUB_MMDET_BENCH_SHARE") == "0":
-        return
-    if gen == "mmdet2":
-        import mmdet.datasets
-
-        from model_hub_mmdet.mmdet2.datasets.flat import share_annotations
-
-        build = mmdet.datasets.build_dataset
-        mmdet.datasets.build_dataset = lambda *a, **k: share_annotations(build(*a, **k))
-    elif gen == "mmdet3":
-        from mmdet.registry import DATASETS
-
-        from model_hub_mmdet.mmdet3.shared_data import share_serialized
-
-        build3 = DATASETS.build
-        DATASETS.build = lambda *a, **k: share_serialized(build3(*a, **k))
-
-
 def drive_ours(timings_path: str, cli_args: list[str]) -> int:
     """The CLI, stopped after the first ``MMDetTrial.train_batch`` (child process)."""
     marks: dict[str, Any] = {"start": time.monotonic()}
@@ -107,7 +88,6 @@ def drive_ours(timings_path: str, cli_args: list[str]) -> int:
     train_local = local.train_local
 
     def train(*args: Any, **kwargs: Any) -> Any:
-        share_datasets(generation.installed())
         # the trial imported here, as train_local would: after the CLI has set up logging
         trial_module = importlib.import_module(f"model_hub_mmdet.{generation.installed()}.trial")
         train_batch = trial_module.MMDetTrial.train_batch
@@ -298,8 +278,8 @@ def run_side(side: str, index: int, work: Path, exp: Path, runner_cfg: Path, gen
         cmd = [PYTHON, me, f"_runner{gen}", str(timings), str(runner_cfg), str(run / "work_dir")]
     env = dict(os.environ, XDG_DATA_HOME=str(run / "xdg"))
     # issue 30's node cache: a fresh folder per run (cold: each run builds its shared buffers) or one for all (warm)
-    env["MODEL_HUB_MMDET_NODE_CACHE"] = str(work / "node-cache" if NODE_CACHE["warm"] else run / "node-cache")
-    env["MODEL_HUB_MMDET_BENCH_SHARE"] = "1" if NODE_CACHE["share"] else "0"
+    env["MODEL_HUB_MMDET_NODE_CACHE"] = str(work / "node-cache" if OURS["warm"] else run / "node-cache")
+    env["MODEL_HUB_MMDET_GC_PAUSE"] = "1" if OURS["gc_pause"] else "0"  # model_hub_mmdet.gc_pause
     with open(run / "stdout.log", "wb") as out, open(run / "stderr.log", "wb") as err:
         started = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err, start_new_session=True)
@@ -349,6 +329,8 @@ def print_summary(s: dict[str, Any], args: argparse.Namespace, runs: list[dict[s
                          rows))
     pairs = len([r for r in runs if r["index"] >= args.warmup and r["side"] == "ours"])
     print(f"\n{pairs} pairs after {args.warmup} warm-up pair(s); {machine_line()}. Goal: the first ratio <= 1.05.")
+    pause = "on (the collector paused while the trial builds)" if OURS["gc_pause"] else "off (--no-gc-pause)"
+    print(f"ours: node cache {args.node_cache}; gc pause {pause}.")
     if args.generation == 2:
         print("mmcv 1.x's EpochBasedRunner.train sleeps 2 s before an epoch's first batch (\"Prevent possible deadlock"
               " during epoch transition\"): inside the runner's times above.")
@@ -378,10 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-cache", choices=("cold", "warm"), default="cold",
                         help="ours' shared annotation buffers (issue 30): built in every run (cold, default) or"
                              " mapped from the file an earlier run of this benchmark wrote (warm)")
-    parser.add_argument("--no-share", action="store_true",
-                        help="ours without the sharing step (to time what it adds, A/B against a run without)")
+    parser.add_argument("--no-gc-pause", action="store_true",
+                        help="ours with the garbage collector on while it builds the datasets, as the runner has it"
+                             " (MODEL_HUB_MMDET_GC_PAUSE=0: what the pause saves, A/B against a run without)")
     args = parser.parse_args(argv)
-    NODE_CACHE["warm"], NODE_CACHE["share"] = args.node_cache == "warm", not args.no_share
+    OURS["warm"], OURS["gc_pause"] = args.node_cache == "warm", not args.no_gc_pause
     if args.quick:
         args.pairs, args.warmup = 1, 0
     check_generation(args.generation)

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from model_hub_mmdet.errors import DataError
+from model_hub_mmdet.gc_pause import gc_paused
 
 Reader = Callable[[str], bytes]  # a path (local or in a bucket) -> its bytes
 SECTIONS = ("images", "annotations", "categories")
@@ -408,7 +409,8 @@ def _read(path: str | os.PathLike, read: Reader | None) -> tuple[Any, str | None
     if not text.strip():
         return None, "the file is empty; expected COCO JSON with images, annotations and categories"
     try:
-        return json.loads(text), None
+        with gc_paused():  # a COCO-size file is millions of new objects and no cycles (model_hub_mmdet.gc_pause)
+            return json.loads(text), None
     except json.JSONDecodeError as err:
         return None, f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
     except RecursionError:

@@ -29,6 +29,7 @@ from model_hub_mmdet.errors import ConfigError
 from model_hub_mmdet.expconf import local_hparams, searcher_length, section, with_defaults
 from model_hub_mmdet.finite import NonFiniteGuard, check_finite_weights
 from model_hub_mmdet.gather import ERROR_KEY, PredictionGatherer, raise_deferred_error
+from model_hub_mmdet.gc_pause import gc_paused
 from model_hub_mmdet.loaders import INDEX_KEY
 from model_hub_mmdet.workers import worker_niceness
 
@@ -169,7 +170,8 @@ class MMDetTrial(pytorch.PyTorchTrial):
         self.seed = self._seed()
         # loader workers yield the cores to training on the CPU (model_hub_mmdet.workers)
         self.worker_niceness = worker_niceness(self.data_config.get("worker_niceness"), context.device.type)
-        with self.engine.quiet():
+        # (the collector paused: a COCO-size file is millions of new objects and no cycles; model_hub_mmdet.gc_pause)
+        with self.engine.quiet(), gc_paused():
             self.train_dataset = self.build_train_dataset()
             self.val_dataset = self.build_val_dataset()
             model = self.build_model()

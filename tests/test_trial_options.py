@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,37 @@ def test_auto_scale_lr_scales_by_global_batch(shapes_dir: Path, det_local: Path)
     )
     train_local(exp, _Probe, validation_period=100)
     assert _Probe.built["lr"] == pytest.approx(0.08 * 4 / 16)
+
+
+class _CollectorProbe(MMDetTrial):
+    """Whether Python's garbage collector runs while the trial builds its datasets and model, and after."""
+
+    seen: dict = {}
+
+    def build_train_dataset(self):
+        _CollectorProbe.seen["train dataset"] = gc.isenabled()
+        return super().build_train_dataset()
+
+    def build_val_dataset(self):
+        _CollectorProbe.seen["val dataset"] = gc.isenabled()
+        return super().build_val_dataset()
+
+    def build_model(self):
+        _CollectorProbe.seen["model"] = gc.isenabled()
+        return super().build_model()
+
+    def train_batch(self, batch, epoch_idx, batch_idx):
+        _CollectorProbe.seen["training"] = gc.isenabled()
+        return super().train_batch(batch, epoch_idx, batch_idx)
+
+
+@pytest.mark.slow
+def test_the_collector_is_paused_while_the_trial_builds_and_runs_again_for_training(
+        shapes_dir: Path, det_local: Path) -> None:
+    assert gc.isenabled()
+    train_local(tiny_experiment(shapes_dir, max_batches=1), _CollectorProbe, validation_period=100)
+    assert _CollectorProbe.seen == {"train dataset": False, "val dataset": False, "model": False, "training": True}
+    assert gc.isenabled()
 
 
 @pytest.mark.slow
