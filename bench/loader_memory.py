@@ -129,30 +129,34 @@ def _batch_samples(batch: Any) -> int:
 def child(gen: int, loader: str, workers: int, samples: int, data: Path, batch: int, size: int) -> None:
     """Build the dataset and the loader, iterate until ``samples`` samples; marks and progress on stdout."""
     _mark("start")
-    if gen == 2:
-        from model_hub_mmdet import generation
+    from model_hub_mmdet.gc_pause import gc_paused
 
-        generation.setup()  # this stack's fixes; the fake backend
-        dataset = _dataset2(data, size)
-    else:
-        from mmdet.utils import register_all_modules
-
-        from model_hub_mmdet.mmdet3 import fileio
-
-        register_all_modules()
-        fileio.register()  # the fake backend
-        dataset = _dataset3(data, size)
-    _mark("built", records=len(dataset))
-    if loader in SHARED:
+    # ours builds as the trial does, with the collector paused; the runner's side as its runner does, with it on
+    with gc_paused() if loader == "ours" else contextlib.nullcontext():
         if gen == 2:
-            from model_hub_mmdet.mmdet2.datasets.flat import share_annotations
+            from model_hub_mmdet import generation
 
-            share_annotations(dataset)
+            generation.setup()  # this stack's fixes; the fake backend
+            dataset = _dataset2(data, size)
         else:
-            from model_hub_mmdet.mmdet3.shared_data import share_serialized
+            from mmdet.utils import register_all_modules
 
-            share_serialized(dataset)
-        _mark("shared")
+            from model_hub_mmdet.mmdet3 import fileio
+
+            register_all_modules()
+            fileio.register()  # the fake backend
+            dataset = _dataset3(data, size)
+        _mark("built", records=len(dataset))
+        if loader in SHARED:
+            if gen == 2:
+                from model_hub_mmdet.mmdet2.datasets.flat import share_annotations
+
+                share_annotations(dataset)
+            else:
+                from model_hub_mmdet.mmdet3.shared_data import share_serialized
+
+                share_serialized(dataset)
+            _mark("shared")
     if loader.startswith("runner") and gen == 2:
         from mmdet.datasets import build_dataloader
 
