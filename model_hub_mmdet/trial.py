@@ -120,6 +120,9 @@ class MMDetTrial(pytorch.PyTorchTrial):
     ``save_config(self) -> Path | None``                             ``save_cfg``
     ===============================================================  ==============================================
 
+    ``build_train_dataset``, ``build_val_dataset`` and ``build_model`` run with the garbage collector paused
+    (:mod:`model_hub_mmdet.gc_pause`).
+
     Old names still work, with a DeprecationWarning: ``build_hook_runner`` (2.x) is ``build_hooks``;
     ``_loss_metrics`` (2.x) and ``_stable_terms`` (3.x) are ``loss_metrics``. Attributes a subclass may read:
     ``cfg``, ``hparams``, ``data_config``, ``context``, ``detector`` (the unwrapped model), ``model`` (the wrapped
