@@ -285,3 +285,23 @@ def test_a_searcher_metric_validation_never_reports_stops_the_trial_at_start(sha
     with pytest.raises(ConfigError, match=r"searcher.metric 'bbox_mAPP' is not produced by this config's evaluation"
                                           r" \(it produces bbox_mAP, "):
         train_local(exp, validation_period=100)
+
+
+def test_check_builds_a_non_coco_dataset_with_the_collector_paused(tmp_path: Path) -> None:
+    from mmdet.datasets import DATASETS, CustomDataset
+
+    from model_hub_mmdet.mmdet2.check import _inspect
+
+    seen = []
+
+    class Recording(CustomDataset):
+        def load_annotations(self, ann_file):
+            seen.append(gc.isenabled())
+            return []
+
+    DATASETS.register_module(name="GcPauseRecording", module=Recording, force=True)
+    path = tmp_path / "ann.txt"
+    path.write_text("")
+    findings = _inspect("train", {"type": "GcPauseRecording", "ann_file": str(path), "pipeline": []}, str(path),
+                        tmp_path)
+    assert findings.problems == [] and seen == [False] and gc.isenabled()

@@ -76,3 +76,23 @@ def test_a_searcher_metric_validation_never_reports_stops_the_trial_at_start(sha
     with pytest.raises(ConfigError, match=r"searcher.metric 'bbox_mAP' is not produced by this config's val_evaluator"
                                           r" \(it produces coco/bbox_mAP, "):
         train_local(conf, validation_period=100)
+
+
+def test_check_builds_a_dataset_with_the_collector_paused(tmp_path: Path) -> None:
+    import gc
+
+    from mmdet.datasets import BaseDetDataset
+    from mmdet.registry import DATASETS
+
+    from model_hub_mmdet.mmdet3.check import _load
+
+    seen = []
+
+    class Recording(BaseDetDataset):
+        def load_data_list(self):
+            seen.append(gc.isenabled())
+            return [{"img_path": "x.jpg", "img_id": 0, "height": 8, "width": 8, "instances": []}]
+
+    DATASETS.register_module(name="GcPauseRecording3", module=Recording, force=True)
+    findings = _load({"type": "GcPauseRecording3", "ann_file": "ann.json"}, "ann.json", tmp_path)
+    assert findings.problems == [] and seen == [False] and gc.isenabled()
