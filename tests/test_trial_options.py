@@ -287,7 +287,8 @@ def test_a_searcher_metric_validation_never_reports_stops_the_trial_at_start(sha
         train_local(exp, validation_period=100)
 
 
-def test_check_builds_a_non_coco_dataset_with_the_collector_paused(tmp_path: Path) -> None:
+def test_check_builds_a_non_coco_dataset_with_the_collector_paused(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
     from mmdet.datasets import DATASETS, CustomDataset
 
     from model_hub_mmdet.mmdet2.check import _inspect
@@ -300,6 +301,7 @@ def test_check_builds_a_non_coco_dataset_with_the_collector_paused(tmp_path: Pat
             return []
 
     DATASETS.register_module(name="GcPauseRecording", module=Recording, force=True)
+    request.addfinalizer(lambda: DATASETS._module_dict.pop("GcPauseRecording", None))
     path = tmp_path / "ann.txt"
     path.write_text("")
     findings = _inspect("train", {"type": "GcPauseRecording", "ann_file": str(path), "pipeline": []}, str(path),

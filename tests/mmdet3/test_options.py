@@ -78,7 +78,7 @@ def test_a_searcher_metric_validation_never_reports_stops_the_trial_at_start(sha
         train_local(conf, validation_period=100)
 
 
-def test_check_builds_a_dataset_with_the_collector_paused(tmp_path: Path) -> None:
+def test_check_builds_a_dataset_with_the_collector_paused(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     import gc
 
     from mmdet.datasets import BaseDetDataset
@@ -94,5 +94,6 @@ def test_check_builds_a_dataset_with_the_collector_paused(tmp_path: Path) -> Non
             return [{"img_path": "x.jpg", "img_id": 0, "height": 8, "width": 8, "instances": []}]
 
     DATASETS.register_module(name="GcPauseRecording3", module=Recording, force=True)
+    request.addfinalizer(lambda: DATASETS._module_dict.pop("GcPauseRecording3", None))
     findings = _load({"type": "GcPauseRecording3", "ann_file": "ann.json"}, "ann.json", tmp_path)
     assert findings.problems == [] and seen == [False] and gc.isenabled()
