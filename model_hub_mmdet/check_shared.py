@@ -20,6 +20,7 @@ from typing import Any
 
 from model_hub_mmdet.errors import UserError
 from model_hub_mmdet.expconf import section
+from model_hub_mmdet.gc_pause import gc_paused
 from model_hub_mmdet.metric_names import MetricNames, searcher_metric_problems
 
 # Libraries mmdet imports only when a dataset type or metric needs them, and how to install each.
@@ -95,7 +96,8 @@ def inspect_annotations(
     path_of: Callable[[Mapping, Path], str], inspect: Callable[[str, Mapping, str], AnnotationFindings],
 ) -> tuple[list[str], list[str]]:
     """The annotation files of the ``(split, dataset node)`` pairs that are on this machine, each inspected once
-    per (file, train or not) by the generation's ``inspect(split, node, path)``: (problems, warnings)."""
+    per (file, train or not) by the generation's ``inspect(split, node, path)``, with the garbage collector paused
+    as when the trial builds the dataset: (problems, warnings)."""
     problems: list[str] = []
     warnings: list[str] = []
     if not local_backend(conf):
@@ -109,7 +111,8 @@ def inspect_annotations(
         if (path, split == "train") in seen or not os.path.exists(path):
             continue
         seen.add((path, split == "train"))
-        found = inspect(split, node, path)
+        with gc_paused():  # the file parsed or the dataset built as the trial builds it (model_hub_mmdet.gc_pause)
+            found = inspect(split, node, path)
         problems += found.problems
         if found.warning and not found.problems:
             warnings.append(found.warning)

@@ -291,7 +291,8 @@ def test_check_builds_a_non_coco_dataset_with_the_collector_paused(
         tmp_path: Path, request: pytest.FixtureRequest) -> None:
     from mmdet.datasets import DATASETS, CustomDataset
 
-    from model_hub_mmdet.mmdet2.check import _inspect
+    from model_hub_mmdet.check_shared import inspect_annotations
+    from model_hub_mmdet.mmdet2.check import _inspect, _path_of
 
     seen = []
 
@@ -304,6 +305,7 @@ def test_check_builds_a_non_coco_dataset_with_the_collector_paused(
     request.addfinalizer(lambda: DATASETS._module_dict.pop("GcPauseRecording", None))
     path = tmp_path / "ann.txt"
     path.write_text("")
-    findings = _inspect("train", {"type": "GcPauseRecording", "ann_file": str(path), "pipeline": []}, str(path),
-                        tmp_path)
-    assert findings.problems == [] and seen == [False] and gc.isenabled()
+    node = {"type": "GcPauseRecording", "ann_file": str(path), "pipeline": []}
+    found = inspect_annotations([("train", node)], {}, tmp_path, _path_of,  # as annotation_problems calls it
+                                lambda split, node, path: _inspect(split, node, path, tmp_path))
+    assert found == ([], []) and seen == [False] and gc.isenabled()

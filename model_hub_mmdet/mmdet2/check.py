@@ -15,7 +15,6 @@ from typing import Any
 from model_hub_mmdet import check_shared
 from model_hub_mmdet.check_shared import AnnotationFindings
 from model_hub_mmdet.expconf import section, trainer_plan
-from model_hub_mmdet.gc_pause import gc_paused
 from model_hub_mmdet.metric_names import MetricNames
 
 MASK_DETECTORS = {"SOLO", "SOLOv2", "CondInst", "YOLACT", "QueryInst", "MaskFormer", "Mask2Former", "PanopticFPN",
@@ -193,9 +192,8 @@ def _mmdet_load(split: str, node: Mapping, path: str, kind: type, context_dir: P
     # Relative paths are the context directory's, where the trial runs.
     args.update(pipeline=[], test_mode=split != "train", data_root=os.path.join(str(context_dir), root))
     try:
-        # pycocotools' progress, and mmdet's notes on its own settings (they come again when the trial builds it);
-        # the collector paused as when the trial builds it (model_hub_mmdet.gc_pause)
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), gc_paused():
+        # pycocotools' progress, and mmdet's notes on its own settings (they come again when the trial builds it)
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             kind(**args)
     except UserError as err:

@@ -19,7 +19,6 @@ from model_hub_mmdet import check_shared
 from model_hub_mmdet.check_shared import AnnotationFindings
 from model_hub_mmdet.errors import UserError
 from model_hub_mmdet.expconf import section, trainer_plan
-from model_hub_mmdet.gc_pause import gc_paused
 from model_hub_mmdet.metric_names import MetricNames
 
 # Detectors that predict masks whatever their heads say (RTMDet only with an ``Ins`` head).
@@ -180,8 +179,7 @@ def _load(node: Mapping, path: str, context_dir: Path) -> AnnotationFindings:
     root = os.path.join(str(context_dir), node.get("data_root") or "")
     dataset_cfg = {**copy.deepcopy(dict(node)), "data_root": root, "pipeline": [], "lazy_init": False}
     try:
-        # pycocotools' progress; the collector paused as when the trial builds it (model_hub_mmdet.gc_pause)
-        with contextlib.redirect_stdout(io.StringIO()), gc_paused():
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress
             DATASETS.build(dataset_cfg)
     except UserError as err:
         return AnnotationFindings([str(err)])
